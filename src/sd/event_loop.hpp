@@ -1,0 +1,47 @@
+#pragma once
+// A thin C++ face of sd-event (sd-event(3)): the one loop that owns every timer, fd, child
+// process and signal of the daemon. Callbacks live as long as their Source.
+#include <systemd/sd-event.h>
+
+#include <functional>
+#include <memory>
+
+#include "core/election.hpp"
+
+namespace prom::sd {
+
+struct SourceUnref {
+    void operator()(sd_event_source* s) const { sd_event_source_disable_unref(s); }
+};
+/** Owning handle of an event source; destroying it disables the source. */
+using Source = std::unique_ptr<sd_event_source, SourceUnref>;
+
+class EventLoop {
+public:
+    EventLoop();
+    ~EventLoop();
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    sd_event* get() const { return m_event; }
+    /** CLOCK_MONOTONIC as the election core counts it. */
+    static core::TimePoint now();
+
+    /** One-shot timer at a CLOCK_MONOTONIC time point. */
+    Source addTimer(core::TimePoint at, std::function<void()> cb);
+    Source addIo(int fd, std::uint32_t events, std::function<void(std::uint32_t revents)> cb);
+    /** Child exit (SIGCHLD must be blocked, see blockSignals()). */
+    Source addChild(pid_t pid, std::function<void(const siginfo_t&)> cb);
+    Source addSignal(int signal, std::function<void()> cb);
+
+    int run();
+    void exit(int code);
+
+    /** Blocks the signals the loop handles, before any thread or child exists. */
+    static void blockSignals();
+
+private:
+    sd_event* m_event = nullptr;
+};
+
+}  // namespace prom::sd

@@ -1,0 +1,18 @@
+#pragma once
+// sd_notify(3) for a Type=notify service; a no-op outside systemd (no NOTIFY_SOCKET).
+#include <string>
+
+namespace prom::sd {
+
+/** Sends sd_notify state lines (READY=1, STATUS=..., STOPPING=1, WATCHDOG=1, ...). */
+class Notifier {
+public:
+    void ready();
+    void status(const std::string& line);
+    void stopping();
+    void reloading();
+    void extendTimeout(unsigned long long usec);
+    void send(const std::string& state);
+};
+
+}  // namespace prom::sd
