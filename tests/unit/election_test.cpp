@@ -1,0 +1,524 @@
+// The election core under a fake monotonic clock: every safety rule of DESIGN.md §3.
+#include <gtest/gtest.h>
+
+#include "core/election.hpp"
+
+using namespace prom::core;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::int64_t kLease = 100;
+
+class Sim {
+public:
+    explicit Sim(Params p = defaults()) : m_e(p), m_p(p) {}
+
+    static Params defaults() {
+        Params p;
+        p.self = "0";
+        p.requestedTtl = 5000ms;
+        p.demoteMargin = 1250ms;
+        p.monitorInterval = 1000ms;
+        p.retryBackoff = 200ms;
+        p.retryAttempts = 3;
+        p.resignCooldown = 5000ms;
+        p.storeRetry = 500ms;
+        return p;
+    }
+
+    const std::vector<Effect>& feed(const Event& e) {
+        m_last = m_e.handle(now, e);
+        m_all.insert(m_all.end(), m_last.begin(), m_last.end());
+        return m_last;
+    }
+    /** Delivers every Tick the daemon's timer would, up to t. */
+    void runUntil(TimePoint t) {
+        std::vector<Effect> during;
+        while (auto w = m_e.nextWakeup()) {
+            if (*w > t) break;
+            now = *w;
+            feed(Tick{});
+            during.insert(during.end(), m_last.begin(), m_last.end());
+        }
+        now = t;
+        feed(Tick{});
+        during.insert(during.end(), m_last.begin(), m_last.end());
+        m_last = std::move(during);  // last<T>() sees everything of this run
+    }
+    void runFor(Duration d) { runUntil(now + d); }
+
+    template <class T>
+    const T* last() const {
+        for (auto it = m_last.rbegin(); it != m_last.rend(); ++it)
+            if (auto* p = std::get_if<T>(&*it)) return p;
+        return nullptr;
+    }
+    template <class T>
+    int countSinceMark() const {
+        int n = 0;
+        for (std::size_t i = m_mark; i < m_all.size(); ++i) n += std::holds_alternative<T>(m_all[i]);
+        return n;
+    }
+    template <class T>
+    const T* findSinceMark() const {
+        for (std::size_t i = m_mark; i < m_all.size(); ++i)
+            if (auto* p = std::get_if<T>(&m_all[i])) return p;
+        return nullptr;
+    }
+    void mark() { m_mark = m_all.size(); }
+    bool ranSinceMark(ActionKind k) const {
+        for (std::size_t i = m_mark; i < m_all.size(); ++i)
+            if (auto* r = std::get_if<RunAction>(&m_all[i]); r && r->kind == k) return true;
+        return false;
+    }
+
+    /** Start, lease, leader read (absent or held by other), initial ensure-passive. */
+    void toPassive(LeaderKey leader = {}, std::int64_t revision = 1) {
+        feed(Start{});
+        feed(LeaseGranted{kLease, 5000ms, now});
+        feed(LeaderRead{leader, revision});
+        EXPECT_NE(last<RunAction>(), nullptr);
+        feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::AlreadyInMode, ""});
+        EXPECT_EQ(m_e.role(), Role::Passive);
+    }
+    void toActive(std::int64_t token = 5) {
+        toPassive();
+        EXPECT_NE(last<Campaign>(), nullptr);
+        feed(CampaignResult{true, {true, m_p.self, kLease, token}, token});
+        EXPECT_EQ(m_e.role(), Role::Promoting);
+        EXPECT_EQ(last<RunAction>()->kind, ActionKind::EnsureActive);
+        feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Switched, ""});
+        EXPECT_EQ(m_e.role(), Role::Active);
+    }
+    /** Actions finish promptly; the store never answers a keepalive. */
+    void storeSilent(Duration d) { ackKeepalives(d, false); }
+    /** Keeps the lease alive with prompt acks (the store answering within 2 ms); actions
+     *  finish after 5 ms with exit 0. */
+    void ackKeepalives(Duration d, bool ack = true) {
+        TimePoint end = now + d;
+        for (;;) {
+            auto w = m_e.nextWakeup();
+            bool last = !w || *w > end;
+            now = last ? end : *w;
+            feed(Tick{});
+            respond(ack, ActionOutcome::AlreadyInMode);
+            if (last) return;
+        }
+    }
+    /** Runs (acking keepalives) until an action starts; returns it without finishing it. */
+    RunAction nextAction(Duration limit = 10s) {
+        TimePoint end = now + limit;
+        while (auto w = m_e.nextWakeup()) {
+            if (*w > end) break;
+            now = *w;
+            feed(Tick{});
+            respond(true, std::nullopt);
+            if (auto* r = last<RunAction>()) return *r;
+        }
+        ADD_FAILURE() << "no action started";
+        return {};
+    }
+
+    Election& e() { return m_e; }
+    TimePoint now{Duration(1'000'000)};
+
+private:
+    void respond(bool ack, std::optional<ActionOutcome> outcome) {
+        for (int round = 0; round < 4; ++round) {
+            const KeepAlive* k = ack ? last<KeepAlive>() : nullptr;
+            const RunAction* r = outcome ? last<RunAction>() : nullptr;
+            if (!k && !r) return;
+            if (k) {
+                std::int64_t lease = k->lease;
+                TimePoint sent = now;
+                now += 2ms;
+                feed(KeepaliveAcked{lease, 5000ms, sent});
+            } else {
+                ActionKind kind = r->kind;
+                now += 5ms;
+                feed(ActionFinished{kind, *outcome, ""});
+            }
+        }
+    }
+
+    Election m_e;
+    Params m_p;
+    std::vector<Effect> m_last;
+    std::vector<Effect> m_all;
+    std::size_t m_mark = 0;
+};
+
+LeaderKey other(std::int64_t rev, const std::string& who = "1") { return {true, who, 999, rev}; }
+
+}  // namespace
+
+TEST(CleanStart, PassiveFirstThenActiveOnceEnsureActiveSucceeds) {
+    Sim s;
+    s.feed(Start{});
+    EXPECT_NE(s.last<GrantLease>(), nullptr);
+    EXPECT_NE(s.last<ReadLeader>(), nullptr);
+    EXPECT_EQ(s.e().role(), Role::Starting);
+    s.toActive(5);
+    EXPECT_EQ(s.e().token(), 5);
+    EXPECT_TRUE(s.e().holdsLeadership());
+}
+
+TEST(CleanStart, WatchesFromTheRevisionAfterTheRead) {
+    Sim s;
+    s.feed(Start{});
+    s.feed(LeaseGranted{kLease, 5000ms, s.now});
+    s.feed(LeaderRead{other(3), 41});
+    ASSERT_NE(s.last<Watch>(), nullptr);
+    EXPECT_EQ(s.last<Watch>()->fromRevision, 42);
+}
+
+TEST(PassiveReplica, DoesNotCampaignWhileALeaderExists) {
+    Sim s;
+    s.mark();
+    s.toPassive(other(3));
+    s.runFor(10s);
+    EXPECT_EQ(s.countSinceMark<Campaign>(), 0);
+    EXPECT_EQ(s.e().leader(), "1");
+    EXPECT_EQ(s.e().token(), 3);
+}
+
+TEST(PassiveReplica, CampaignsTheMomentTheLeaderKeyIsDeleted) {
+    Sim s;
+    s.toPassive(other(3));
+    s.feed(WatchEvent{{}, 10});
+    ASSERT_NE(s.last<Campaign>(), nullptr);
+    EXPECT_EQ(s.last<Campaign>()->lease, kLease);
+}
+
+TEST(PassiveReplica, LevelTriggeredEnsurePassiveEveryMonitorInterval) {
+    Sim s;
+    s.toPassive(other(3));
+    s.mark();
+    s.ackKeepalives(5500ms);
+    EXPECT_TRUE(s.ranSinceMark(ActionKind::EnsurePassive));
+    EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsureActive));
+}
+
+TEST(Priority, LowerPriorityWaitsItsDelayBeforeCampaigning) {
+    auto p = Sim::defaults();
+    p.campaignDelay = 2 * kPriorityStep;
+    Sim s(p);
+    s.toPassive(other(3));
+    s.feed(WatchEvent{{}, 10});
+    EXPECT_EQ(s.last<Campaign>(), nullptr);
+    ASSERT_TRUE(s.e().nextWakeup());
+    EXPECT_EQ(*s.e().nextWakeup(), s.now + 600ms);
+    s.now += 600ms;
+    s.feed(Tick{});
+    EXPECT_NE(s.last<Campaign>(), nullptr);
+}
+
+TEST(Priority, LowerPriorityStandsDownWhenAHigherOneWinsDuringTheDelay) {
+    auto p = Sim::defaults();
+    p.campaignDelay = kPriorityStep;
+    Sim s(p);
+    s.toPassive(other(3));
+    s.feed(WatchEvent{{}, 10});
+    s.now += 20ms;
+    s.mark();
+    s.feed(WatchEvent{other(11, "2"), 11});  // the higher-priority replica won
+    s.runFor(2s);
+    EXPECT_EQ(s.countSinceMark<Campaign>(), 0);
+    EXPECT_EQ(s.e().leader(), "2");
+}
+
+TEST(ActiveReplica, DemotesAtItsLocalDeadlineWithNoContactToTheStore) {
+    Sim s;
+    s.toActive();
+    TimePoint lastAck = s.now;  // the campaign's lease grant was the last acknowledged send
+    auto deadline = s.e().deadline();
+    ASSERT_TRUE(deadline);
+    EXPECT_EQ(*deadline, lastAck + 5000ms - 1250ms);
+    // Keepalives go out, but no reply ever comes.
+    s.storeSilent(*deadline - 1ms - s.now);
+    EXPECT_EQ(s.e().role(), Role::Active);
+    s.mark();
+    s.storeSilent(1ms);
+    EXPECT_NE(s.e().role(), Role::Active);
+    ASSERT_NE(s.findSinceMark<PublishRole>(), nullptr);
+    EXPECT_EQ(s.findSinceMark<PublishRole>()->role, Role::Demoting);
+    EXPECT_TRUE(s.ranSinceMark(ActionKind::EnsurePassive));
+    EXPECT_NE(s.findSinceMark<RevokeLease>(), nullptr);
+    EXPECT_FALSE(s.e().holdsLeadership());
+}
+
+TEST(ActiveReplica, DemotesBeforeTheServerSideLeaseCanExpire) {
+    Sim s;
+    s.toActive();
+    s.ackKeepalives(20s);
+    EXPECT_EQ(s.e().role(), Role::Active);
+    // etcd counts the TTL from when it received the last keepalive, after we sent it.
+    TimePoint deadline = *s.e().deadline();
+    TimePoint lastSend = deadline - 5000ms + 1250ms;
+    TimePoint earliestServerExpiry = lastSend + 5000ms;
+    EXPECT_LT(deadline, earliestServerExpiry);
+    s.storeSilent(earliestServerExpiry - s.now - 1ms);
+    EXPECT_NE(s.e().role(), Role::Active);
+    EXPECT_FALSE(s.e().holdsLeadership());
+}
+
+TEST(ActiveReplica, KeepaliveReplyDelayedPastTheDeadlineDoesNotExtendLeadership) {
+    Sim s;
+    s.toActive();
+    s.runUntil(s.now + 1700ms);  // first keepalive goes out
+    ASSERT_NE(s.findSinceMark<KeepAlive>(), nullptr);
+    TimePoint sent = s.now;
+    // The reply arrives 4 s later, after the deadline computed from its send time.
+    s.now = sent + 4000ms;
+    s.feed(KeepaliveAcked{kLease, 5000ms, sent});
+    EXPECT_NE(s.e().role(), Role::Active);
+}
+
+TEST(ActiveReplica, StoreSilentForLongerThanTtlDemotesTheActiveOnly) {
+    Sim active, passive;
+    active.toActive();
+    passive.toPassive();
+    passive.feed(CampaignResult{false, other(5, "0"), 5});
+    passive.mark();
+    active.runFor(6s);
+    passive.runFor(6s);
+    EXPECT_EQ(active.e().role(), Role::Demoting);
+    EXPECT_EQ(passive.e().role(), Role::Passive);
+    EXPECT_EQ(passive.countSinceMark<Campaign>(), 0);
+}
+
+TEST(ActiveReplica, DemotesWhenItsLeaderKeyIsDeleted) {
+    Sim s;
+    s.toActive(5);
+    s.feed(WatchEvent{{}, 12});
+    EXPECT_EQ(s.e().role(), Role::Demoting);
+    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    EXPECT_EQ(s.e().role(), Role::Passive);
+}
+
+TEST(ActiveReplica, DemotesWhenTheStoreSaysItsLeaseIsGone) {
+    Sim s;
+    s.toActive();
+    s.feed(LeaseLost{kLease});
+    EXPECT_EQ(s.e().role(), Role::Demoting);
+    EXPECT_NE(s.last<GrantLease>(), nullptr);
+}
+
+TEST(ActiveReplica, ACampaignWinArrivingAfterTheLeaseDeadlineNeverRunsEnsureActive) {
+    Sim s;
+    s.toPassive();
+    s.mark();
+    s.now += 4000ms;  // the txn reply took longer than TTL - margin
+    s.feed(CampaignResult{true, {true, "0", kLease, 7}, 7});
+    s.runFor(1s);
+    EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsureActive));
+    EXPECT_FALSE(s.e().holdsLeadership());
+}
+
+TEST(ActiveReplica, ReRunsEnsureActiveEveryMonitorInterval) {
+    Sim s;
+    s.toActive();
+    s.mark();
+    s.ackKeepalives(3500ms);
+    EXPECT_TRUE(s.ranSinceMark(ActionKind::EnsureActive));
+    EXPECT_EQ(s.e().role(), Role::Active);
+}
+
+TEST(FailingReplica, ResignsAfterRetryAttemptsSoAHealthyReplicaTakesOver) {
+    Sim s;
+    s.toActive(5);
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(s.nextAction().kind, ActionKind::EnsureActive);
+        s.feed(ActionFinished{ActionKind::EnsureActive, i == 1 ? ActionOutcome::TimedOut : ActionOutcome::Failed, "exit 1"});
+    }
+    EXPECT_EQ(s.e().role(), Role::Demoting);
+    ASSERT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+    EXPECT_EQ(s.last<DeleteLeader>(), nullptr);  // not before ensure-passive finished
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    ASSERT_NE(s.last<DeleteLeader>(), nullptr);
+    EXPECT_EQ(s.last<DeleteLeader>()->createRevision, 5);
+    s.feed(WatchEvent{{}, 20});
+    s.feed(ResignDone{});
+    EXPECT_EQ(s.e().role(), Role::Passive);
+    // Stays out of the next campaign so that another replica takes over...
+    s.mark();
+    s.ackKeepalives(4s);
+    EXPECT_EQ(s.countSinceMark<Campaign>(), 0);
+    // ...but campaigns again if nobody did within the cooldown.
+    s.ackKeepalives(2s);
+    EXPECT_GE(s.countSinceMark<Campaign>(), 1);
+}
+
+TEST(FailingReplica, RecoversItsFailureCountAfterOneSuccess) {
+    Sim s;
+    s.toActive();
+    for (int i = 0; i < 5; ++i) {
+        auto r = s.nextAction();
+        s.feed(ActionFinished{r.kind, i % 2 ? ActionOutcome::AlreadyInMode : ActionOutcome::Failed, ""});
+    }
+    EXPECT_EQ(s.e().role(), Role::Active);
+}
+
+TEST(Actions, NeverOverlap_ADemotionCancelsTheRunningEnsureActiveFirst) {
+    Sim s;
+    s.toActive();
+    ASSERT_EQ(s.nextAction().kind, ActionKind::EnsureActive);  // a slow re-run
+    s.feed(WatchEvent{{}, 30});
+    EXPECT_NE(s.last<CancelAction>(), nullptr);
+    EXPECT_EQ(s.last<RunAction>(), nullptr);  // ensure-passive waits for the cancelled run
+    s.feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Cancelled, ""});
+    ASSERT_NE(s.last<RunAction>(), nullptr);
+    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+}
+
+TEST(Actions, ATimedOutEnsurePassiveIsRetriedBeforeHandingOver) {
+    Sim s;
+    s.toActive(5);
+    s.feed(ResignRequest{});
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::TimedOut, "killed"});
+    EXPECT_EQ(s.last<DeleteLeader>(), nullptr);
+    s.runFor(200ms);
+    ASSERT_NE(s.last<RunAction>(), nullptr);
+    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::AlreadyInMode, ""});
+    EXPECT_NE(s.last<DeleteLeader>(), nullptr);
+}
+
+TEST(Restart, ResumesAsActiveWithoutEnsurePassiveWhenLeaseAndKeyLive) {
+    Sim s;
+    s.mark();
+    s.feed(Start{kLease});
+    ASSERT_NE(s.last<KeepAlive>(), nullptr);
+    EXPECT_EQ(s.last<GrantLease>(), nullptr);
+    s.feed(LeaderRead{{true, "0", kLease, 17}, 30});  // arrives before the keepalive reply
+    EXPECT_EQ(s.e().role(), Role::Starting);
+    s.feed(KeepaliveAcked{kLease, 5000ms, s.now});
+    EXPECT_EQ(s.e().role(), Role::Active);
+    EXPECT_EQ(s.e().token(), 17);
+    s.runFor(100ms);
+    EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsurePassive));
+    EXPECT_TRUE(s.ranSinceMark(ActionKind::EnsureActive));  // level-triggered check, exit 0 expected
+}
+
+TEST(Restart, StartsPassiveWhenThePersistedLeaseExpired) {
+    Sim s;
+    s.feed(Start{kLease});
+    s.feed(LeaseLost{kLease});
+    EXPECT_NE(s.last<GrantLease>(), nullptr);
+    s.feed(LeaderRead{{}, 30});
+    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+}
+
+TEST(Restart, StartsPassiveWhenTheStoreDoesNotAnswerInTime) {
+    Sim s;
+    s.feed(Start{kLease});
+    s.runFor(3749ms);
+    EXPECT_EQ(s.e().role(), Role::Starting);
+    s.runFor(1ms);
+    ASSERT_NE(s.last<RunAction>(), nullptr);
+    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+}
+
+TEST(EtcdLeaderChange, TtlResetToFullDoesNotCauseASpuriousRoleChange) {
+    Sim s;
+    s.toActive();
+    s.mark();
+    // A new etcd leader resets every lease to its full TTL; replies keep coming, some slower.
+    s.ackKeepalives(60s);
+    EXPECT_EQ(s.e().role(), Role::Active);
+    EXPECT_EQ(s.countSinceMark<PublishRole>(), 0);
+}
+
+TEST(FencingToken, NeverGoesBackwardsWhenAStaleMemberAnswers) {
+    Sim s;
+    s.toPassive(other(10));
+    s.feed(WatchEvent{{}, 11});
+    s.feed(CampaignResult{false, other(8, "2"), 9});
+    EXPECT_EQ(s.e().token(), 10);
+}
+
+TEST(StartPassive, WaitsForALiveActiveBeforeCampaigning) {
+    auto p = Sim::defaults();
+    p.startPassive = true;
+    Sim s(p);
+    s.mark();
+    s.toPassive();
+    s.ackKeepalives(3s);
+    EXPECT_EQ(s.countSinceMark<Campaign>(), 0);
+    s.feed(WatchEvent{other(4), 4});
+    s.feed(WatchEvent{{}, 5});
+    EXPECT_NE(s.last<Campaign>(), nullptr);
+}
+
+TEST(Stop, WhileActiveRunsEnsurePassiveDeletesTheKeyThenExits) {
+    Sim s;
+    s.toActive(5);
+    s.feed(StopRequest{});
+    EXPECT_EQ(s.e().role(), Role::Stopping);
+    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+    EXPECT_EQ(s.last<Exit>(), nullptr);
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    ASSERT_NE(s.last<DeleteLeader>(), nullptr);
+    s.feed(ResignDone{});
+    EXPECT_NE(s.last<RevokeLease>(), nullptr);
+    EXPECT_NE(s.last<Exit>(), nullptr);
+}
+
+TEST(Stop, WhilePassiveExitsAtOnceAndRevokesItsLease) {
+    Sim s;
+    s.toPassive(other(3));
+    s.feed(StopRequest{});
+    EXPECT_NE(s.last<RevokeLease>(), nullptr);
+    EXPECT_NE(s.last<Exit>(), nullptr);
+    EXPECT_EQ(s.last<RunAction>(), nullptr);
+}
+
+TEST(Stop, WhileActiveWithTheStoreDownExitsAtTheDeadline) {
+    Sim s;
+    s.toActive(5);
+    s.feed(StopRequest{});
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    s.mark();
+    s.feed(StoreRequestFailed{StoreRequestFailed::What::Resign, "down"});
+    s.storeSilent(5s);
+    EXPECT_NE(s.findSinceMark<Exit>(), nullptr);
+    EXPECT_EQ(s.e().nextWakeup(), std::nullopt);
+    EXPECT_FALSE(s.e().holdsLeadership());
+}
+
+TEST(Requests, ResignIsRefusedUnlessActive) {
+    Sim s;
+    s.toPassive(other(3));
+    EXPECT_EQ(s.e().canResign(), RequestResult::NotActive);
+    Sim a;
+    a.toActive();
+    EXPECT_EQ(a.e().canResign(), RequestResult::Accepted);
+}
+
+TEST(Requests, PausedReplicaRunsNoActionsAndDoesNotCampaign) {
+    Sim s;
+    s.toPassive(other(3));
+    s.feed(PauseRequest{true});
+    s.mark();
+    s.feed(WatchEvent{{}, 9});
+    s.ackKeepalives(5s);
+    EXPECT_EQ(s.countSinceMark<Campaign>(), 0);
+    EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsurePassive));
+    s.feed(PauseRequest{false});
+    EXPECT_NE(s.last<Campaign>(), nullptr);
+}
+
+TEST(Wakeups, NeverAskToBeWokenInThePast) {
+    Sim s;
+    s.toActive();
+    s.feed(PauseRequest{true});
+    for (int i = 0; i < 100; ++i) {
+        auto w = s.e().nextWakeup();
+        if (!w) break;
+        EXPECT_GT(*w, s.now);
+        s.now = *w;
+        s.feed(Tick{});
+    }
+}
