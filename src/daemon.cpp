@@ -69,6 +69,11 @@ core::Params paramsFor(const config::Config& c, const std::string& id, bool pass
     p.campaignDelay = core::kPriorityStep * higher;
     p.resignCooldown = c.election.timeout;
     p.storeRetry = std::min<core::Duration>(500ms, p.requestedTtl / 6);
+    for (const auto& other : c.replicas)
+        if (other != id && c.settingsOf(other).restartProm.kind != config::Action::Kind::None)
+            p.restartablePeers.push_back(other);
+    p.restartPeerBackoff = std::max<core::Duration>(30s, 3 * c.election.timeout);
+    p.membersInterval = p.requestedTtl / 2;
     return p;
 }
 
@@ -233,10 +238,29 @@ private:
             feed(core::ResignDone{});
         });
     }
+    void on(const core::PutMember& e) {
+        m_store->putMember(e.lease, [](Result<Ok> r) {
+            if (!r) log::warning("writing the member key failed: " + r.error().message);
+        });
+    }
+    void on(const core::ReadMembers&) {
+        m_store->readMembers([this](Result<std::vector<std::string>> r) {
+            if (!r) {
+                log::debug("reading member keys failed: " + r.error().message);
+                return feed(core::StoreRequestFailed{core::StoreRequestFailed::What::Members, r.error().message});
+            }
+            feed(core::MembersRead{r.value()});
+        });
+    }
     void on(const core::RunAction& e) {
         const auto& s = m_config.settingsOf(m_options.id);
-        const config::Action& action = e.kind == core::ActionKind::EnsureActive ? s.ensureActive : s.ensurePassive;
+        const config::Action& action = e.kind == core::ActionKind::EnsureActive    ? s.ensureActive
+                                       : e.kind == core::ActionKind::EnsurePassive ? s.ensurePassive
+                                                                                   : m_config.settingsOf(e.peer).restartProm;
+        if (e.kind == core::ActionKind::RestartPeer)
+            log::warning("replica " + e.peer + " has had no member key for longer than the timeout: running restart-prom");
         std::map<std::string, std::string> env{{"PROM_ROLE", core::toString(e.role)},
+                                               {"PROM_PEER_ID", e.peer},
                                                {"PROM_REPLICA_ID", m_options.id},
                                                {"PROM_APP", m_config.appName},
                                                {"PROM_LEADER", e.leader},

@@ -121,12 +121,13 @@ public:
             }
             if (tab->size() != 1)
                 return m_sink.error(at(*n), path + " must hold exactly one of start-unit or stop-unit"), false;
-            const auto& [k, v] = *tab->begin();
-            auto unit = v.value<std::string>();
-            if (!unit || unit->empty())
-                return m_sink.error(at(v), path + "." + std::string(k.str()) + " must be a non-empty unit name"), false;
-            a.kind = k.str() == "start-unit" ? Action::Kind::StartUnit : Action::Kind::StopUnit;
-            a.unit = *unit;
+            for (const auto& [k, v] : *tab) {
+                auto unit = v.value<std::string>();
+                if (!unit || unit->empty())
+                    return m_sink.error(at(v), path + "." + std::string(k.str()) + " must be a non-empty unit name"), false;
+                a.kind = k.str() == "start-unit" ? Action::Kind::StartUnit : Action::Kind::StopUnit;
+                a.unit = *unit;
+            }
         } else {
             return m_sink.error(at(*n), path + " must be a command string, an argv array or a table {start-unit|stop-unit = UNIT}, not " +
                                             typeName(*n)),

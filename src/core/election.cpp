@@ -16,7 +16,14 @@ const char* toString(Role r) {
     return "?";
 }
 
-const char* toString(ActionKind k) { return k == ActionKind::EnsureActive ? "ensure-active" : "ensure-passive"; }
+const char* toString(ActionKind k) {
+    switch (k) {
+        case ActionKind::EnsureActive: return "ensure-active";
+        case ActionKind::EnsurePassive: return "ensure-passive";
+        case ActionKind::RestartPeer: return "restart-prom";
+    }
+    return "?";
+}
 
 Election::Election(Params p) : m_p(std::move(p)) {}
 
@@ -70,10 +77,31 @@ void Election::queueAction(ActionKind k) {
     m_queued = k;
 }
 
-void Election::startAction(ActionKind k) {
+void Election::startAction(ActionKind k, const std::string& peer) {
     m_running = k;
-    m_nextEnsureAt.reset();
-    emit(RunAction{k, m_role, m_leader.exists ? m_leader.holder : "", m_token});
+    if (k != ActionKind::RestartPeer) m_nextEnsureAt.reset();
+    emit(RunAction{k, m_role, m_leader.exists ? m_leader.holder : "", m_token, peer});
+}
+
+void Election::onMembers(TimePoint now, const MembersRead& m) {
+    m_membersInFlight = false;
+    if (!m_held || m_role != Role::Active) return;
+    for (const auto& peer : m_p.restartablePeers) {
+        bool present = std::find(m.present.begin(), m.present.end(), peer) != m.present.end();
+        if (present) {
+            m_missingSince.erase(peer);
+            continue;
+        }
+        auto [it, first] = m_missingSince.emplace(peer, now);
+        if (first || now - it->second < m_p.requestedTtl) continue;
+        auto next = m_nextRestart.find(peer);
+        if (next != m_nextRestart.end() && now < next->second) continue;
+        // Rate-limited: one restart per peer per backoff, never piling up (PROM started a new
+        // thread per dead peer on every loop).
+        m_nextRestart[peer] = now + m_p.restartPeerBackoff;
+        if (std::find(m_restartQueue.begin(), m_restartQueue.end(), peer) == m_restartQueue.end())
+            m_restartQueue.push_back(peer);
+    }
 }
 
 void Election::loseLeadership(TimePoint, const std::string& reason, bool abandonLease) {
@@ -81,6 +109,8 @@ void Election::loseLeadership(TimePoint, const std::string& reason, bool abandon
     m_resignPending = false;
     m_readyToDelete = false;
     m_failures = 0;
+    m_restartQueue.clear();
+    m_missingSince.clear();
     if (m_role == Role::Active || m_role == Role::Promoting || m_role == Role::Demoting || m_role == Role::Stopping) {
         setRole(m_stopping ? Role::Stopping : Role::Demoting, reason);
         queueAction(ActionKind::EnsurePassive);
@@ -124,6 +154,10 @@ void Election::onActionFinished(TimePoint now, const ActionFinished& f) {
     m_running.reset();
     const bool ok = f.outcome == ActionOutcome::AlreadyInMode || f.outcome == ActionOutcome::Switched;
     if (f.outcome == ActionOutcome::Cancelled) return;
+    if (f.kind == ActionKind::RestartPeer) {
+        if (!ok) emit(PublishError{"restart-prom failed: " + f.detail});
+        return;
+    }
     if (f.kind == ActionKind::EnsureActive) {
         if (!m_held) return;  // leadership was lost while it ran; ensure-passive is queued
         if (ok) {
@@ -187,6 +221,7 @@ void Election::onEvent(TimePoint now, const Event& event) {
                 m_lastAckSent = e.sentAt;
                 m_nextKeepalive = e.sentAt + e.ttl / 3;
                 emit(PersistLease{e.lease});
+                emit(PutMember{e.lease});
             } else if constexpr (std::is_same_v<T, KeepaliveAcked>) {
                 if (e.lease != m_lease && e.lease != m_resumeLease) return;
                 m_leaseRequestInFlight = false;
@@ -261,6 +296,8 @@ void Election::onEvent(TimePoint now, const Event& event) {
                     m_campaignInFlight = false;
                     m_readWanted = true;
                     m_readRetryAt = now + m_p.storeRetry;
+                } else if (e.what == StoreRequestFailed::What::Members) {
+                    m_membersInFlight = false;
                 } else {
                     m_deleteInFlight = false;
                     m_deleteRetryAt = now + m_p.storeRetry;
@@ -289,6 +326,8 @@ void Election::onEvent(TimePoint now, const Event& event) {
                 m_resignPending = false;
                 m_readyToDelete = false;
                 m_noCampaignUntil = now + m_p.resignCooldown;
+            } else if constexpr (std::is_same_v<T, MembersRead>) {
+                onMembers(now, e);
             } else if constexpr (std::is_same_v<T, Tick>) {
             } else if constexpr (std::is_same_v<T, ResignRequest>) {
                 if (canResign() != RequestResult::Accepted) return;
@@ -370,6 +409,13 @@ void Election::drive(TimePoint now) {
         emit(DeleteLeader{m_held});
     }
 
+    const bool activeHolder = m_held && m_role == Role::Active;
+    if (activeHolder && !m_p.restartablePeers.empty() && !m_membersInFlight && due(m_membersAt)) {
+        m_membersInFlight = true;
+        m_membersAt = now + m_p.membersInterval;
+        emit(ReadMembers{});
+    }
+
     // actions: one at a time, in order
     if (!m_running) {
         if (m_queued) {
@@ -387,6 +433,10 @@ void Election::drive(TimePoint now) {
                 startAction(ActionKind::EnsureActive);
             else if (m_role == Role::Passive)
                 startAction(ActionKind::EnsurePassive);
+        } else if (activeHolder && !m_restartQueue.empty() && !m_paused && !m_stopping) {
+            std::string peer = m_restartQueue.front();
+            m_restartQueue.pop_front();
+            startAction(ActionKind::RestartPeer, peer);
         }
     }
 
@@ -415,6 +465,7 @@ std::optional<TimePoint> Election::nextWakeup() const {
     consider(m_deleteRetryAt);
     if (!m_settled) consider(m_startDeadline);
     consider(m_noCampaignUntil);
+    if (m_held && m_role == Role::Active && !m_p.restartablePeers.empty() && !m_membersInFlight) consider(m_membersAt);
     return best;
 }
 

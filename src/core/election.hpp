@@ -4,6 +4,8 @@
 // Every safety rule of prom lives in this file and election.cpp.
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
@@ -17,7 +19,7 @@ using TimePoint = std::chrono::time_point<std::chrono::steady_clock, Duration>;
 enum class Role { Starting, Passive, Promoting, Active, Demoting, Stopping };
 const char* toString(Role r);
 
-enum class ActionKind { EnsureActive, EnsurePassive };
+enum class ActionKind { EnsureActive, EnsurePassive, RestartPeer };
 const char* toString(ActionKind k);
 
 /** PROM exit codes: 0 = already in the wanted mode, 2 = switched and healthy, else failure. */
@@ -47,6 +49,12 @@ struct Params {
     Duration resignCooldown{5000};
     /** Retry interval for failed store requests. */
     Duration storeRetry{500};
+    /** Peers with a restart-prom action: the active restarts one whose member key has been
+     *  missing for requestedTtl, at most once per restartPeerBackoff. */
+    std::vector<std::string> restartablePeers;
+    Duration restartPeerBackoff{30000};
+    /** How often the active reads the member keys (only when it has restartable peers). */
+    Duration membersInterval{2500};
 };
 
 /** Per replica of higher priority, a lower-priority replica waits this long before campaigning. */
@@ -87,7 +95,7 @@ struct CampaignResult {
 };
 /** A store request whose outcome is unknown even after re-reading. */
 struct StoreRequestFailed {
-    enum class What { Read, Campaign, Resign } what;
+    enum class What { Read, Campaign, Resign, Members } what;
     std::string reason;
 };
 struct WatchEvent {
@@ -103,6 +111,10 @@ struct ActionFinished {
     std::string detail;
 };
 struct ResignDone {};
+/** Replica ids whose member key exists. */
+struct MembersRead {
+    std::vector<std::string> present;
+};
 struct Tick {};
 struct ResignRequest {};
 struct PauseRequest {
@@ -111,8 +123,8 @@ struct PauseRequest {
 struct StopRequest {};
 
 using Event = std::variant<Start, LeaseGranted, KeepaliveAcked, LeaseLost, LeaseRequestFailed, LeaderRead, CampaignResult,
-                           StoreRequestFailed, WatchEvent, WatchBroken, ActionFinished, ResignDone, Tick, ResignRequest,
-                           PauseRequest, StopRequest>;
+                           StoreRequestFailed, WatchEvent, WatchBroken, ActionFinished, ResignDone, MembersRead, Tick,
+                           ResignRequest, PauseRequest, StopRequest>;
 
 // ---- effects ------------------------------------------------------------------------------
 struct GrantLease {
@@ -145,7 +157,13 @@ struct RunAction {
     Role role;
     std::string leader;
     std::int64_t token;
+    std::string peer;  ///< RestartPeer: the replica to restart
 };
+/** Put this replica's member key, bound to lease. */
+struct PutMember {
+    std::int64_t lease;
+};
+struct ReadMembers {};
 /** Kill the running action (its ActionFinished comes back as Cancelled). */
 struct CancelAction {};
 struct PublishRole {
@@ -164,7 +182,7 @@ struct PublishError {
 struct Exit {};
 
 using Effect = std::variant<GrantLease, KeepAlive, RevokeLease, PersistLease, ReadLeader, Campaign, Watch, DeleteLeader,
-                            RunAction, CancelAction, PublishRole, PublishLeader, PublishError, Exit>;
+                            RunAction, CancelAction, PublishRole, PublishLeader, PublishError, PutMember, ReadMembers, Exit>;
 
 /** Outcome of an operator request (D-Bus method). */
 enum class RequestResult { Accepted, NotActive };
@@ -197,7 +215,8 @@ private:
     void drive(TimePoint now);
     void setRole(Role r, const std::string& reason);
     void learnLeader(const LeaderKey& key);
-    void startAction(ActionKind k);
+    void startAction(ActionKind k, const std::string& peer = "");
+    void onMembers(TimePoint now, const MembersRead& m);
     void queueAction(ActionKind k);
     void evaluateOwnership(TimePoint now);
     void onActionFinished(TimePoint now, const ActionFinished& f);
@@ -252,6 +271,13 @@ private:
     bool m_paused = false;
     bool m_stopping = false;
     bool m_started = false;
+
+    // peers (restart-prom)
+    bool m_membersInFlight = false;
+    std::optional<TimePoint> m_membersAt;
+    std::map<std::string, TimePoint> m_missingSince;
+    std::map<std::string, TimePoint> m_nextRestart;
+    std::deque<std::string> m_restartQueue;
 };
 
 }  // namespace prom::core

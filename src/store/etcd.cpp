@@ -56,6 +56,7 @@ Etcd::Etcd(sd::EventLoop& loop, Http& http, EtcdSettings settings)
     for (auto& ep : m_s.endpoints)
         while (!ep.empty() && ep.back() == '/') ep.pop_back();
     m_leaderKey = m_s.prefix + "/" + m_s.app + "/leader";
+    m_membersPrefix = m_s.prefix + "/" + m_s.app + "/members/";
 }
 
 Etcd::~Etcd() {
@@ -264,17 +265,16 @@ void Etcd::watchLeader(std::int64_t fromRevision, std::function<void(const core:
             if (m_onBroken) breakWatch("watch stream ended: " + resp.describe());
         },
         [this](std::string_view chunk) { onWatchData(chunk); });
-    std::function<void()> check;
-    auto arm = std::make_shared<std::function<void()>>();
-    *arm = [this, alive, arm] {
-        if (alive.expired() || !m_watchRequest) return;
-        if (sd::EventLoop::now() - m_lastWatchData >= m_s.watchSilence) {
-            breakWatch("watch silent for " + std::to_string(m_s.watchSilence.count() / 1000) + " s");
-            return;
-        }
-        m_watchTimer = m_loop.addTimer(sd::EventLoop::now() + m_s.watchSilence / 4, *arm);
-    };
-    m_watchTimer = m_loop.addTimer(sd::EventLoop::now() + m_s.watchSilence / 4, *arm);
+    armSilenceCheck();
+}
+
+void Etcd::armSilenceCheck() {
+    m_watchTimer = m_loop.addTimer(sd::EventLoop::now() + m_s.watchSilence / 4, [this] {
+        if (!m_watchRequest) return;
+        if (sd::EventLoop::now() - m_lastWatchData >= m_s.watchSilence)
+            return breakWatch("watch silent for " + std::to_string(m_s.watchSilence.count() / 1000) + " s");
+        armSilenceCheck();
+    });
 }
 
 void Etcd::onWatchData(std::string_view chunk) {
@@ -335,6 +335,36 @@ void Etcd::breakWatch(const std::string& why) {
             });
     }
     if (onBroken) onBroken(why);
+}
+
+void Etcd::putMember(std::int64_t lease, std::function<void(Result<Ok>)> done) {
+    std::string body = "{\"key\":" + quote(base64::encode(m_membersPrefix + m_s.self)) + ",\"value\":" +
+                       quote(base64::encode(m_s.self)) + ",\"lease\":" + str(lease) + "}";
+    call("kv/put", body, [done](Result<std::string> r) {
+        if (!r) return done(r.error());
+        done(Ok{});
+    });
+}
+
+void Etcd::readMembers(std::function<void(Result<std::vector<std::string>>)> done) {
+    // A prefix range: range_end is the prefix with its last byte incremented.
+    std::string end = m_membersPrefix;
+    end.back() = static_cast<char>(end.back() + 1);
+    std::string body = "{\"key\":" + quote(base64::encode(m_membersPrefix)) + ",\"range_end\":" +
+                       quote(base64::encode(end)) + ",\"keys_only\":true}";
+    std::size_t prefixLength = m_membersPrefix.size();
+    call("kv/range", body, [done, prefixLength](Result<std::string> r) {
+        if (!r) return done(r.error());
+        auto v = parseJson(r.value(), "kv/range");
+        if (!v) return done(v.error());
+        std::vector<std::string> ids;
+        if (const json::Value* kvs = v->find("kvs"))
+            for (const auto& kv : kvs->items)
+                if (const json::Value* k = kv.find("key"))
+                    if (auto key = base64::decode(k->text); key && key->size() > prefixLength)
+                        ids.push_back(key->substr(prefixLength));
+        done(ids);
+    });
 }
 
 void Etcd::cancelWatch() {

@@ -37,6 +37,8 @@ public:
     void watchLeader(std::int64_t fromRevision, std::function<void(const core::WatchEvent&)> onEvent,
                      std::function<void(const std::string&)> onBroken) override;
     void cancelWatch() override;
+    void putMember(std::int64_t lease, std::function<void(Result<Ok>)> done) override;
+    void readMembers(std::function<void(Result<std::vector<std::string>>)> done) override;
     std::uint64_t requestCount() const override { return m_http.requestCount(); }
 
     const std::string& leaderKey() const { return m_leaderKey; }
@@ -49,12 +51,14 @@ private:
     void authenticate(std::function<void(Result<Ok>)> done);
     void onWatchData(std::string_view chunk);
     void breakWatch(const std::string& why);
+    void armSilenceCheck();
     std::vector<std::string> headers() const;
 
     sd::EventLoop& m_loop;
     Http& m_http;
     EtcdSettings m_s;
     std::string m_leaderKey;
+    std::string m_membersPrefix;
     std::size_t m_endpoint = 0;
     std::string m_token;
     bool m_authenticating = false;

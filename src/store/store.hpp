@@ -5,6 +5,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 #include "core/election.hpp"
@@ -33,6 +34,10 @@ public:
     virtual void watchLeader(std::int64_t fromRevision, std::function<void(const core::WatchEvent&)> onEvent,
                              std::function<void(const std::string& why)> onBroken) = 0;
     virtual void cancelWatch() = 0;
+    /** Puts this replica's member key, bound to lease (it vanishes with the lease). */
+    virtual void putMember(std::int64_t lease, std::function<void(Result<Ok>)> done) = 0;
+    /** Ids of the replicas whose member key exists. */
+    virtual void readMembers(std::function<void(Result<std::vector<std::string>>)> done) = 0;
     /** Requests sent so far (benchmarks). */
     virtual std::uint64_t requestCount() const = 0;
 };

@@ -154,6 +154,7 @@ class Proxy:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.blackhole = False
+        self.requests = 0  # HTTP requests seen from the client side
         self.conns = []
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -179,15 +180,17 @@ class Proxy:
                 continue
             with self.lock:
                 self.conns.append(u)
-            threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c, False), daemon=True).start()
 
-    def _pipe(self, a, b):
+    def _pipe(self, a, b, from_client):
         try:
             while True:
                 data = a.recv(65536)
                 if not data:
                     break
+                if from_client:
+                    self.requests += data.count(b"POST /v3/")
                 while self.blackhole:
                     time.sleep(0.05)  # data in flight is lost with the partition
                     data = b""
@@ -224,9 +227,10 @@ id=$1; mode=$2; dir=$(dirname "$0")
 cur=$(cat "$dir/state.$id" 2>/dev/null || echo passive)
 [ "$cur" = "$mode" ] && exit 0
 [ -e "$dir/slow.$id" ] && sleep "$(cat "$dir/slow.$id")"
-echo "$mode" > "$dir/state.$id"
 if [ "$mode" = active ]; then ev=start; else ev=stop; fi
+# history first: whoever sees the state change finds its history line already written
 echo "$ev $id $PROM_FENCING_TOKEN $(date +%s.%N)" >> "$dir/history"
+echo "$mode" > "$dir/state.$id"
 echo "$ev with token $PROM_FENCING_TOKEN (role $PROM_ROLE, leader $PROM_LEADER)"
 exit 2
 """
@@ -236,7 +240,8 @@ class Cluster:
     """N prom daemons on one etcd (or one proxy per replica), with toy replicas."""
 
     def __init__(self, prom, etcd, workdir, replicas=3, timeout_ms=2000, margin_ms=500, monitor_ms=500,
-                 retry_attempts=3, retry_backoff_ms=200, action_timeout_ms=1500, proxies=False, app="itest"):
+                 retry_attempts=3, retry_backoff_ms=200, action_timeout_ms=1500, proxies=False, app="itest",
+                 restart_prom=False):
         self.prom = prom
         self.etcd = etcd
         self.dir = workdir
@@ -271,6 +276,10 @@ timeout-ms = {action_timeout_ms}
 ensure-active = ["{self.script}", "%i", "active"]
 ensure-passive = ["{self.script}", "%i", "passive"]
 """
+            if restart_prom:
+                # Records the request; the test itself restarts the peer.
+                conf += ('restart-prom = ["/bin/sh", "-c", "echo restart %i $(date +%s.%N) >> ' +
+                         os.path.join(workdir, "restarts") + '"]\n')
             with open(self.conf(i), "w") as f:
                 f.write(conf)
 
@@ -372,6 +381,21 @@ class Test:
     def __exit__(self, exc_type, exc, tb):
         for c in self.clusters:
             c.stop(timeout=5)
+        if exc_type is None:
+            # A sanitizer report in any daemon's log fails the test, also for daemons that
+            # were killed before their exit code could tell.
+            for c in self.clusters:
+                for i in c.ids:
+                    try:
+                        text = c.log(i)
+                    except FileNotFoundError:
+                        continue
+                    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                        if marker in text:
+                            exc_type = AssertionError
+                            print(f"--- prom{i}.log has a sanitizer report ({marker})")
+                            print(text[text.index(marker) - 200:][:4000])
+                            break
         for e in self.etcds:
             for k in range(e.n):
                 e.kill(k)
@@ -386,4 +410,6 @@ class Test:
                 print("--- history\n" + open(c.history).read())
         elif not self.a.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if exc_type is AssertionError and exc is None:
+            raise AssertionError("sanitizer report in a daemon log")
         return False

@@ -522,3 +522,69 @@ TEST(Wakeups, NeverAskToBeWokenInThePast) {
         s.feed(Tick{});
     }
 }
+
+namespace {
+Params withPeers() {
+    auto p = Sim::defaults();
+    p.restartablePeers = {"1", "2"};
+    p.restartPeerBackoff = 30000ms;
+    p.membersInterval = 2500ms;
+    return p;
+}
+}  // namespace
+
+TEST(RestartPeer, TheActiveRestartsAPeerWhoseMemberKeyIsMissingLongerThanTheTimeout) {
+    Sim s(withPeers());
+    s.toActive();
+    ASSERT_NE(s.last<ReadMembers>(), nullptr);  // first read when it became active
+    s.feed(MembersRead{{"0", "1"}});
+    s.mark();
+    // Peer 2 is gone; peer 1 is alive. The active reads member keys every 2.5 s.
+    for (int i = 0; i < 4; ++i) {
+        s.ackKeepalives(2500ms);
+        ASSERT_NE(s.findSinceMark<ReadMembers>(), nullptr);
+        s.feed(MembersRead{{"0", "1"}});
+        if (auto* r = s.last<RunAction>()) {
+            EXPECT_EQ(r->kind, ActionKind::RestartPeer);
+            EXPECT_EQ(r->peer, "2");
+            EXPECT_GE(i, 1) << "restarted before the peer was missing for the timeout (5 s)";
+            s.feed(ActionFinished{ActionKind::RestartPeer, ActionOutcome::AlreadyInMode, ""});
+        }
+    }
+    int restarts = 0;
+    s.mark();
+    // Missing for another 20 s: no second restart within the 30 s backoff.
+    for (int i = 0; i < 8; ++i) {
+        s.ackKeepalives(2500ms);
+        s.feed(MembersRead{{"0", "1"}});
+        if (auto* r = s.last<RunAction>(); r && r->kind == ActionKind::RestartPeer) {
+            ++restarts;
+            s.feed(ActionFinished{ActionKind::RestartPeer, ActionOutcome::AlreadyInMode, ""});
+        }
+    }
+    EXPECT_EQ(restarts, 0);
+}
+
+TEST(RestartPeer, APassiveNeverRestartsPeers) {
+    Sim s(withPeers());
+    s.mark();
+    s.toPassive(other(3));
+    s.ackKeepalives(20s);
+    EXPECT_EQ(s.countSinceMark<ReadMembers>(), 0);
+}
+
+TEST(RestartPeer, ADemotionCancelsARunningRestart) {
+    Sim s(withPeers());
+    s.toActive();
+    s.feed(MembersRead{{"0"}});
+    s.ackKeepalives(2500ms);
+    s.feed(MembersRead{{"0"}});
+    s.ackKeepalives(2500ms);
+    s.feed(MembersRead{{"0"}});
+    ASSERT_NE(s.last<RunAction>(), nullptr);
+    ASSERT_EQ(s.last<RunAction>()->kind, ActionKind::RestartPeer);
+    s.feed(WatchEvent{{}, 40});
+    EXPECT_NE(s.last<CancelAction>(), nullptr);
+    s.feed(ActionFinished{ActionKind::RestartPeer, ActionOutcome::Cancelled, ""});
+    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+}
