@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "actions/runner.hpp"
+#include "api/dbus_replica.hpp"
 #include "common/log.hpp"
 #include "core/election.hpp"
 #include "sd/event_loop.hpp"
@@ -100,6 +101,20 @@ public:
     }
 
     int run() {
+        if (m_options.bus != "none") {
+            // Startup order (STYLE.md): object registered first, the name requested last, so
+            // that whoever sees the name finds the object.
+            try {
+                m_bus = std::make_unique<api::BusConnection>(
+                    m_loop, m_options.bus == "system" ? api::BusKind::System : api::BusKind::Session);
+                m_api = std::make_unique<api::DbusReplica>(*m_bus, m_options.id, m_config.appName, handlers());
+                m_bus->connection().requestName(api::busNameFor(m_options.id));
+            } catch (const sdbus::Error& e) {
+                log::error("D-Bus (" + m_options.bus + " bus): " + e.getName() + ": " + e.getMessage());
+                return 1;
+            }
+            log::info("D-Bus API on the " + m_options.bus + " bus as " + api::busNameFor(m_options.id));
+        }
         m_signals.push_back(m_loop.addSignal(SIGTERM, [this] { stop("SIGTERM"); }));
         m_signals.push_back(m_loop.addSignal(SIGINT, [this] { stop("SIGINT"); }));
         m_signals.push_back(m_loop.addSignal(SIGHUP, [this] { reload(); }));
@@ -139,6 +154,57 @@ private:
         m_notifier.ready();
     }
 
+    api::ReplicaHandlers handlers() {
+        api::ReplicaHandlers h;
+        h.switchover = [this](const std::string& target) -> api::Verdict {
+            log::notice("D-Bus: Switchover(\"" + target + "\") requested");
+            switch (m_election.canSwitchover(target, m_config.replicas)) {
+                case core::RequestResult::NotActive: return notActive();
+                case core::RequestResult::InvalidArgs:
+                    return {api::kErrorInvalidArgs, "\"" + target + "\" is not another replica of " + m_config.appName};
+                case core::RequestResult::Accepted: break;
+            }
+            if (!m_storeHealthy) return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_lastError};
+            feed(core::SwitchoverRequest{target});
+            return {};
+        };
+        h.resign = [this]() -> api::Verdict {
+            log::notice("D-Bus: Resign() requested");
+            if (m_election.canResign() != core::RequestResult::Accepted) return notActive();
+            if (!m_storeHealthy) return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_lastError};
+            feed(core::ResignRequest{});
+            return {};
+        };
+        h.pause = [this](bool pause) -> api::Verdict {
+            log::notice(std::string("D-Bus: ") + (pause ? "Pause()" : "Resume()") + " requested");
+            feed(core::PauseRequest{pause});
+            return {};
+        };
+        return h;
+    }
+
+    api::Verdict notActive() const {
+        return {api::kErrorNotActive, "replica " + m_options.id + " is " + core::toString(m_election.role()) + ", not active"};
+    }
+
+    void storeOk(bool ok, const std::string& error = "") {
+        m_storeHealthy = ok;
+        if (!ok) m_lastError = error;
+    }
+
+    void publishState() {
+        if (!m_api) return;
+        api::ReplicaState s;
+        s.role = core::toString(m_election.role());
+        s.leader = m_election.leader();
+        s.fencingToken = static_cast<std::uint64_t>(m_election.token());
+        s.storeHealthy = m_storeHealthy;
+        s.paused = m_election.paused();
+        s.lastTransitionUSec = m_lastTransitionUSec;
+        s.lastError = m_lastError;
+        m_api->update(s);
+    }
+
     void feed(core::Event event) {
         m_pending.push_back(std::move(event));
         if (m_feeding) return;  // an effect answered synchronously: handled after this one
@@ -149,6 +215,7 @@ private:
             for (auto& effect : m_election.handle(sd::EventLoop::now(), e)) apply(effect);
         }
         m_feeding = false;
+        publishState();
         if (auto next = m_election.nextWakeup())
             m_wake = m_loop.addTimer(*next, [this] { feed(core::Tick{}); });
         else
@@ -162,6 +229,7 @@ private:
     void on(const core::GrantLease& e) {
         auto sent = sd::EventLoop::now();
         m_store->grantLease(e.ttl, [this, sent](Result<store::Lease> r) {
+            storeOk(r.ok(), r ? "" : r.error().message);
             if (!r) {
                 log::warning("lease grant failed: " + r.error().message);
                 return feed(core::LeaseRequestFailed{0, r.error().message});
@@ -174,6 +242,7 @@ private:
         auto sent = sd::EventLoop::now();
         std::int64_t lease = e.lease;
         m_store->keepAlive(lease, [this, sent, lease](Result<std::optional<core::Duration>> r) {
+            storeOk(r.ok(), r ? "" : r.error().message);
             if (!r) {
                 log::warning("keepalive failed: " + r.error().message);
                 return feed(core::LeaseRequestFailed{lease, r.error().message});
@@ -205,6 +274,7 @@ private:
     }
     void on(const core::ReadLeader&) {
         m_store->readLeader([this](Result<core::LeaderRead> r) {
+            storeOk(r.ok(), r ? "" : r.error().message);
             if (!r) {
                 log::warning("reading the leader key failed: " + r.error().message);
                 return feed(core::StoreRequestFailed{core::StoreRequestFailed::What::Read, r.error().message});
@@ -214,6 +284,7 @@ private:
     }
     void on(const core::Campaign& e) {
         m_store->campaign(e.lease, [this](Result<core::CampaignResult> r) {
+            storeOk(r.ok(), r ? "" : r.error().message);
             if (!r) {
                 log::warning("campaign failed: " + r.error().message);
                 return feed(core::StoreRequestFailed{core::StoreRequestFailed::What::Campaign, r.error().message});
@@ -236,6 +307,15 @@ private:
                 return feed(core::StoreRequestFailed{core::StoreRequestFailed::What::Resign, r.error().message});
             }
             feed(core::ResignDone{});
+        });
+    }
+    void on(const core::MarkHandover& e) {
+        m_store->markHandover(e.createRevision, e.lease, e.target, [this](Result<Ok> r) {
+            if (!r) {
+                log::warning("naming the switchover target in the leader key failed: " + r.error().message);
+                return feed(core::StoreRequestFailed{core::StoreRequestFailed::What::Handover, r.error().message});
+            }
+            feed(core::HandoverMarked{});
         });
     }
     void on(const core::PutMember& e) {
@@ -286,7 +366,15 @@ private:
                    {{"MESSAGE_ID", log::kRoleChangedMessageId},
                     {"PROM_FENCING_TOKEN", token},
                     {"PROM_OLD_ROLE", core::toString(m_lastRole)}});
+        std::string oldRole = core::toString(m_lastRole);
         m_lastRole = e.role;
+        timespec ts{};
+        clock_gettime(CLOCK_REALTIME, &ts);
+        m_lastTransitionUSec = static_cast<std::uint64_t>(ts.tv_sec) * 1000000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
+        if (m_api) {
+            publishState();
+            m_api->roleChanged(oldRole, core::toString(e.role), static_cast<std::uint64_t>(e.token));
+        }
         m_notifier.status(std::string(core::toString(e.role)) + ", leader " + (e.leader.empty() ? "none" : e.leader) +
                           ", token " + token);
         if (!m_ready && (e.role == core::Role::Passive || e.role == core::Role::Active)) {
@@ -297,7 +385,10 @@ private:
     void on(const core::PublishLeader& e) {
         log::info("leader is " + (e.leader.empty() ? std::string("none") : e.leader) + " (token " + std::to_string(e.token) + ")");
     }
-    void on(const core::PublishError& e) { log::warning(e.message); }
+    void on(const core::PublishError& e) {
+        log::warning(e.message);
+        m_lastError = e.message;
+    }
     void on(const core::Exit&) {
         log::notice("stopped");
         m_loop.exit(0);
@@ -313,6 +404,11 @@ private:
     sd::Notifier m_notifier;
     std::string m_runtimeDir;
     std::vector<sd::Source> m_signals;
+    std::unique_ptr<api::BusConnection> m_bus;
+    std::unique_ptr<api::DbusReplica> m_api;
+    bool m_storeHealthy = false;
+    std::string m_lastError;
+    std::uint64_t m_lastTransitionUSec = 0;
     sd::Source m_wake;
     std::deque<core::Event> m_pending;
     bool m_feeding = false;

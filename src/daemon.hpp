@@ -10,6 +10,7 @@ struct DaemonOptions {
     std::string id;
     std::string configPath;
     bool startPassive = false;
+    std::string bus = "system";  ///< system, session or none
 };
 
 /** Runs the daemon until it is stopped; returns the process exit code. */

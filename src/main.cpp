@@ -21,7 +21,7 @@ constexpr int kExitConfig = 78;
 
 void usage(std::FILE* to) {
     std::fprintf(to,
-                 "Usage: prom --id ID [--config PATH] [--passive] [--bus none]\n"
+                 "Usage: prom --id ID [--config PATH] [--passive] [--bus system|session|none]\n"
                  "       prom --check-config [--config PATH] [--id ID]\n"
                  "       prom --version | --help\n"
                  "\n"
@@ -31,7 +31,7 @@ void usage(std::FILE* to) {
                  "  -c, --config PATH   TOML file, PROM config.json, or a directory holding config.json\n"
                  "                      (default /etc/prom/prom.conf)\n"
                  "  -p, --passive       start passive: wait for a live active before campaigning\n"
-                 "      --bus BUS       D-Bus API: none (this build has no D-Bus API yet)\n"
+                 "      --bus BUS       where to offer the D-Bus API: system (default), session, none\n"
                  "      --check-config  validate the configuration and exit (0, or 78 with messages)\n"
                  "      --version       print the version\n"
                  "  -h, --help          this text\n"
@@ -42,7 +42,7 @@ void usage(std::FILE* to) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string id, configPath = "/etc/prom/prom.conf", bus = "none";
+    std::string id, configPath = "/etc/prom/prom.conf", bus = "system";
     bool passive = false, check = false;
     enum { kBus = 1000, kCheck, kVersion };
     static const option longOptions[] = {{"id", required_argument, nullptr, 'i'},
@@ -91,10 +91,6 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
     if (!loaded.config) return kExitConfig;
-    if (bus != "none") {
-        std::fprintf(stderr, "prom: --bus %s: this build has no D-Bus API yet; run with --bus none\n", bus.c_str());
-        return kExitUsage;
-    }
     if (loaded.config->store.backend != prom::config::Backend::Etcd) {
         std::fprintf(stderr, "%s: the music backend is not available in this build yet; use backend = \"etcd\"\n",
                      loaded.config->path.c_str());
@@ -102,7 +98,7 @@ int main(int argc, char** argv) {
     }
     try {
         prom::sd::EventLoop::blockSignals();
-        return prom::runDaemon({id, configPath, passive}, std::move(*loaded.config));
+        return prom::runDaemon({id, configPath, passive, bus}, std::move(*loaded.config));
     } catch (const std::exception& e) {
         // A bug or an impossible state: say so once and let systemd restart us.
         prom::log::error(std::string("fatal: ") + e.what());

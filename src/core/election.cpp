@@ -36,6 +36,12 @@ RequestResult Election::canResign() const {
     return m_held && (m_role == Role::Active || m_role == Role::Promoting) ? RequestResult::Accepted : RequestResult::NotActive;
 }
 
+RequestResult Election::canSwitchover(const std::string& target, const std::vector<std::string>& replicas) const {
+    if (!target.empty() && (target == m_p.self || std::find(replicas.begin(), replicas.end(), target) == replicas.end()))
+        return RequestResult::InvalidArgs;
+    return canResign();
+}
+
 std::vector<Effect> Election::handle(TimePoint now, const Event& event) {
     m_out.clear();
     m_now = now;
@@ -270,6 +276,7 @@ void Election::onEvent(TimePoint now, const Event& event) {
                 }
             } else if constexpr (std::is_same_v<T, CampaignResult>) {
                 m_campaignInFlight = false;
+                m_handoverToMe = false;
                 m_revision = std::max(m_revision, e.revision);
                 learnLeader(e.key);
                 if (e.won && m_held == e.key.createRevision) {
@@ -298,12 +305,27 @@ void Election::onEvent(TimePoint now, const Event& event) {
                     m_readRetryAt = now + m_p.storeRetry;
                 } else if (e.what == StoreRequestFailed::What::Members) {
                     m_membersInFlight = false;
+                } else if (e.what == StoreRequestFailed::What::Handover) {
+                    // Best effort: without the mark, the replicas campaign by priority.
+                    m_markInFlight = false;
+                    m_handoverMarked = true;
                 } else {
                     m_deleteInFlight = false;
                     m_deleteRetryAt = now + m_p.storeRetry;
                 }
             } else if constexpr (std::is_same_v<T, WatchEvent>) {
                 m_revision = std::max(m_revision, e.revision);
+                if (e.key.exists) m_handoverToMe = false;
+                if (!e.key.exists && m_leader.exists && !m_leader.handoverTo.empty() && !m_held) {
+                    // The deleted key named a successor: it campaigns at once, the others give
+                    // it one TTL before they campaign too (in case it is dead).
+                    if (m_leader.handoverTo == m_p.self) {
+                        m_handoverToMe = true;
+                        m_noCampaignUntil.reset();
+                    } else {
+                        m_noCampaignUntil = now + m_p.requestedTtl;
+                    }
+                }
                 if (m_held) {
                     if (!e.key.exists && m_deleteInFlight) {
                         m_held = 0;  // our own resign: ResignDone finishes it
@@ -325,7 +347,12 @@ void Election::onEvent(TimePoint now, const Event& event) {
                 m_held = 0;
                 m_resignPending = false;
                 m_readyToDelete = false;
+                m_handoverTo.clear();
+                m_handoverMarked = false;
                 m_noCampaignUntil = now + m_p.resignCooldown;
+                // The key is gone (or was no longer ours): the watch may report the delete
+                // after this reply, and must not find "our" key still there meanwhile.
+                if (m_leader.exists && m_leader.holder == m_p.self) learnLeader(LeaderKey{});
             } else if constexpr (std::is_same_v<T, MembersRead>) {
                 onMembers(now, e);
             } else if constexpr (std::is_same_v<T, Tick>) {
@@ -334,6 +361,16 @@ void Election::onEvent(TimePoint now, const Event& event) {
                 m_resignPending = true;
                 setRole(Role::Demoting, "resign requested");
                 queueAction(ActionKind::EnsurePassive);
+            } else if constexpr (std::is_same_v<T, SwitchoverRequest>) {
+                if (canResign() != RequestResult::Accepted) return;
+                m_resignPending = true;
+                m_handoverTo = e.target;
+                m_handoverMarked = false;
+                setRole(Role::Demoting, e.target.empty() ? "switchover requested" : "switchover to " + e.target + " requested");
+                queueAction(ActionKind::EnsurePassive);
+            } else if constexpr (std::is_same_v<T, HandoverMarked>) {
+                m_markInFlight = false;
+                m_handoverMarked = true;
             } else if constexpr (std::is_same_v<T, PauseRequest>) {
                 m_paused = e.pause;
                 m_campaignAt.reset();
@@ -393,7 +430,7 @@ void Election::drive(TimePoint now) {
                              !m_readWanted && !m_campaignInFlight && !m_paused && !m_stopping && !m_resignPending &&
                              due(m_noCampaignUntil) && (!m_p.startPassive || m_seenOtherActive);
     if (mayCampaign) {
-        if (!m_campaignAt) m_campaignAt = now + m_p.campaignDelay;
+        if (!m_campaignAt) m_campaignAt = now + (m_handoverToMe ? Duration{0} : m_p.campaignDelay);
         if (now >= *m_campaignAt) {
             m_campaignAt.reset();
             m_campaignInFlight = true;
@@ -403,7 +440,12 @@ void Election::drive(TimePoint now) {
         m_campaignAt.reset();
     }
 
-    if (m_readyToDelete && m_held && !m_deleteInFlight && due(m_deleteRetryAt)) {
+    if (m_readyToDelete && m_held && !m_handoverTo.empty() && !m_handoverMarked) {
+        if (!m_markInFlight) {
+            m_markInFlight = true;
+            emit(MarkHandover{m_held, m_lease, m_handoverTo});
+        }
+    } else if (m_readyToDelete && m_held && !m_deleteInFlight && due(m_deleteRetryAt)) {
         m_deleteInFlight = true;
         m_deleteRetryAt.reset();
         emit(DeleteLeader{m_held});

@@ -31,6 +31,8 @@ struct LeaderKey {
     std::string holder;            ///< replica id written in the key
     std::int64_t lease = 0;        ///< lease the key is bound to
     std::int64_t createRevision = 0;  ///< the fencing token
+    /** Set by an active handing over (Switchover): the replica that should campaign first. */
+    std::string handoverTo;
     bool operator==(const LeaderKey&) const = default;
 };
 
@@ -95,7 +97,7 @@ struct CampaignResult {
 };
 /** A store request whose outcome is unknown even after re-reading. */
 struct StoreRequestFailed {
-    enum class What { Read, Campaign, Resign, Members } what;
+    enum class What { Read, Campaign, Resign, Members, Handover } what;
     std::string reason;
 };
 struct WatchEvent {
@@ -117,6 +119,12 @@ struct MembersRead {
 };
 struct Tick {};
 struct ResignRequest {};
+/** Switchover(target): resign so that target ("" = the best passive) takes over. */
+struct SwitchoverRequest {
+    std::string target;
+};
+/** The leader key now names the handover target. */
+struct HandoverMarked {};
 struct PauseRequest {
     bool pause;
 };
@@ -124,7 +132,7 @@ struct StopRequest {};
 
 using Event = std::variant<Start, LeaseGranted, KeepaliveAcked, LeaseLost, LeaseRequestFailed, LeaderRead, CampaignResult,
                            StoreRequestFailed, WatchEvent, WatchBroken, ActionFinished, ResignDone, MembersRead, Tick,
-                           ResignRequest, PauseRequest, StopRequest>;
+                           ResignRequest, SwitchoverRequest, HandoverMarked, PauseRequest, StopRequest>;
 
 // ---- effects ------------------------------------------------------------------------------
 struct GrantLease {
@@ -164,6 +172,12 @@ struct PutMember {
     std::int64_t lease;
 };
 struct ReadMembers {};
+/** Rewrite the leader key (guarded by its create revision, same lease) to name the target. */
+struct MarkHandover {
+    std::int64_t createRevision;
+    std::int64_t lease;
+    std::string target;
+};
 /** Kill the running action (its ActionFinished comes back as Cancelled). */
 struct CancelAction {};
 struct PublishRole {
@@ -182,10 +196,10 @@ struct PublishError {
 struct Exit {};
 
 using Effect = std::variant<GrantLease, KeepAlive, RevokeLease, PersistLease, ReadLeader, Campaign, Watch, DeleteLeader,
-                            RunAction, CancelAction, PublishRole, PublishLeader, PublishError, PutMember, ReadMembers, Exit>;
+                            RunAction, CancelAction, PublishRole, PublishLeader, PublishError, PutMember, ReadMembers, MarkHandover, Exit>;
 
 /** Outcome of an operator request (D-Bus method). */
-enum class RequestResult { Accepted, NotActive };
+enum class RequestResult { Accepted, NotActive, InvalidArgs };
 
 class Election {
 public:
@@ -207,6 +221,8 @@ public:
     std::optional<TimePoint> deadline() const;
     /** Whether a ResignRequest would be accepted now. */
     RequestResult canResign() const;
+    /** Whether a SwitchoverRequest to target would be accepted (replicas: every replica id). */
+    RequestResult canSwitchover(const std::string& target, const std::vector<std::string>& replicas) const;
 
 private:
     void onEvent(TimePoint now, const Event& e);
@@ -263,6 +279,10 @@ private:
     // resign / stop
     bool m_resignPending = false;  ///< delete the key once ensure-passive finished
     bool m_readyToDelete = false;
+    std::string m_handoverTo;      ///< our switchover target, "" = none
+    bool m_handoverMarked = false;
+    bool m_markInFlight = false;
+    bool m_handoverToMe = false;   ///< the last active named this replica
     int m_passiveFailures = 0;
     bool m_retryPassiveNow = false;
     bool m_exited = false;

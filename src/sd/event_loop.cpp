@@ -89,6 +89,32 @@ Source EventLoop::addSignal(int signal, std::function<void()> cb) {
     return Source(s);
 }
 
+Source EventLoop::addIoWithPrepare(int fd, std::uint32_t events, std::function<void(std::uint32_t)> cb,
+                                   std::function<void()> prepare) {
+    struct Both {
+        std::function<void(std::uint32_t)> io;
+        std::function<void()> prepare;
+    };
+    sd_event_source* s = nullptr;
+    check(sd_event_add_io(
+              m_event, &s, fd, events,
+              [](sd_event_source*, int, std::uint32_t revents, void* p) {
+                  static_cast<Both*>(p)->io(revents);
+                  return 0;
+              },
+              nullptr),
+          "sd_event_add_io");
+    attach(s, new Both{std::move(cb), std::move(prepare)});
+    check(sd_event_source_set_prepare(s,
+                                      [](sd_event_source* src, void* p) {
+                                          static_cast<Both*>(p)->prepare();
+                                          (void)src;
+                                          return 0;
+                                      }),
+          "sd_event_source_set_prepare");
+    return Source(s);
+}
+
 int EventLoop::run() { return sd_event_loop(m_event); }
 void EventLoop::exit(int code) { sd_event_exit(m_event, code); }
 

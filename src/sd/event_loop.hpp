@@ -33,6 +33,10 @@ public:
     /** Child exit (SIGCHLD must be blocked, see blockSignals()). */
     Source addChild(pid_t pid, std::function<void(const siginfo_t&)> cb);
     Source addSignal(int signal, std::function<void()> cb);
+    /** An fd source whose prepare callback runs before every poll of the loop (sd_event_source_set_prepare):
+     *  the place to update the fd's events and to flush work coalesced during a loop turn. */
+    Source addIoWithPrepare(int fd, std::uint32_t events, std::function<void(std::uint32_t revents)> cb,
+                            std::function<void()> prepare);
 
     int run();
     void exit(int code);

@@ -46,6 +46,11 @@ core::LeaderKey parseLeaderKv(const json::Value& kv) {
     k.exists = true;
     if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String)
         k.holder = base64::decode(v->text).value_or("");
+    // Replica ids never contain '>' (config validation), so it can separate the successor.
+    if (auto gt = k.holder.find('>'); gt != std::string::npos) {
+        k.handoverTo = k.holder.substr(gt + 1);
+        k.holder.resize(gt);
+    }
     k.lease = intField(&kv, "lease");
     k.createRevision = intField(&kv, "create_revision");
     return k;
@@ -218,7 +223,7 @@ void Etcd::campaign(std::int64_t lease, std::function<void(Result<core::Campaign
         std::int64_t revision = intField(v->find("header"), "revision");
         const json::Value* ok = v->find("succeeded");
         if (ok && ok->type == json::Type::Bool && ok->boolean) {
-            core::LeaderKey key{true, m_s.self, lease, revision};
+            core::LeaderKey key{true, m_s.self, lease, revision, {}};
             return done(core::CampaignResult{true, key, revision});
         }
         core::LeaderKey key;
@@ -335,6 +340,18 @@ void Etcd::breakWatch(const std::string& why) {
             });
     }
     if (onBroken) onBroken(why);
+}
+
+void Etcd::markHandover(std::int64_t createRevision, std::int64_t lease, const std::string& target,
+                        std::function<void(Result<Ok>)> done) {
+    const std::string k = quote(base64::encode(m_leaderKey));
+    std::string body = "{\"compare\":[{\"key\":" + k + ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":" +
+                       str(createRevision) + "}],\"success\":[{\"request_put\":{\"key\":" + k + ",\"value\":" +
+                       quote(base64::encode(m_s.self + ">" + target)) + ",\"lease\":" + str(lease) + "}}]}";
+    call("kv/txn", body, [done](Result<std::string> r) {
+        if (!r) return done(r.error());
+        done(Ok{});
+    });
 }
 
 void Etcd::putMember(std::int64_t lease, std::function<void(Result<Ok>)> done) {

@@ -37,6 +37,8 @@ public:
     void watchLeader(std::int64_t fromRevision, std::function<void(const core::WatchEvent&)> onEvent,
                      std::function<void(const std::string&)> onBroken) override;
     void cancelWatch() override;
+    void markHandover(std::int64_t createRevision, std::int64_t lease, const std::string& target,
+                      std::function<void(Result<Ok>)> done) override;
     void putMember(std::int64_t lease, std::function<void(Result<Ok>)> done) override;
     void readMembers(std::function<void(Result<std::vector<std::string>>)> done) override;
     std::uint64_t requestCount() const override { return m_http.requestCount(); }
@@ -76,7 +78,8 @@ private:
     std::shared_ptr<bool> m_alive = std::make_shared<bool>(true);
 };
 
-/** Parses a KeyValue object of etcd's JSON (int64 as strings, omitted defaults). */
+/** Parses a KeyValue object of etcd's JSON (int64 as strings, omitted defaults). The leader
+ *  key's value is the holder's replica id, or "ID>TARGET" while the holder hands over. */
 core::LeaderKey parseLeaderKv(const json::Value& kv);
 
 }  // namespace prom::store

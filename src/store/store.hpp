@@ -34,6 +34,10 @@ public:
     virtual void watchLeader(std::int64_t fromRevision, std::function<void(const core::WatchEvent&)> onEvent,
                              std::function<void(const std::string& why)> onBroken) = 0;
     virtual void cancelWatch() = 0;
+    /** Rewrites the leader key (if its create revision is still createRevision) to name the
+     *  replica that should take over, keeping it on lease. */
+    virtual void markHandover(std::int64_t createRevision, std::int64_t lease, const std::string& target,
+                              std::function<void(Result<Ok>)> done) = 0;
     /** Puts this replica's member key, bound to lease (it vanishes with the lease). */
     virtual void putMember(std::int64_t lease, std::function<void(Result<Ok>)> done) = 0;
     /** Ids of the replicas whose member key exists. */

@@ -85,7 +85,7 @@ public:
     void toActive(std::int64_t token = 5) {
         toPassive();
         EXPECT_NE(last<Campaign>(), nullptr);
-        feed(CampaignResult{true, {true, m_p.self, kLease, token}, token});
+        feed(CampaignResult{true, {true, m_p.self, kLease, token, {}}, token});
         EXPECT_EQ(m_e.role(), Role::Promoting);
         EXPECT_EQ(last<RunAction>()->kind, ActionKind::EnsureActive);
         feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Switched, ""});
@@ -149,7 +149,7 @@ private:
     std::size_t m_mark = 0;
 };
 
-LeaderKey other(std::int64_t rev, const std::string& who = "1") { return {true, who, 999, rev}; }
+LeaderKey other(std::int64_t rev, const std::string& who = "1") { return {true, who, 999, rev, {}}; }
 
 }  // namespace
 
@@ -311,7 +311,7 @@ TEST(ActiveReplica, ACampaignWinArrivingAfterTheLeaseDeadlineNeverRunsEnsureActi
     s.toPassive();
     s.mark();
     s.now += 4000ms;  // the txn reply took longer than TTL - margin
-    s.feed(CampaignResult{true, {true, "0", kLease, 7}, 7});
+    s.feed(CampaignResult{true, {true, "0", kLease, 7, {}}, 7});
     s.runFor(1s);
     EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsureActive));
     EXPECT_FALSE(s.e().holdsLeadership());
@@ -392,7 +392,7 @@ TEST(Restart, ResumesAsActiveWithoutEnsurePassiveWhenLeaseAndKeyLive) {
     s.feed(Start{kLease});
     ASSERT_NE(s.last<KeepAlive>(), nullptr);
     EXPECT_EQ(s.last<GrantLease>(), nullptr);
-    s.feed(LeaderRead{{true, "0", kLease, 17}, 30});  // arrives before the keepalive reply
+    s.feed(LeaderRead{{true, "0", kLease, 17, {}}, 30});  // arrives before the keepalive reply
     EXPECT_EQ(s.e().role(), Role::Starting);
     s.feed(KeepaliveAcked{kLease, 5000ms, s.now});
     EXPECT_EQ(s.e().role(), Role::Active);
@@ -587,4 +587,56 @@ TEST(RestartPeer, ADemotionCancelsARunningRestart) {
     EXPECT_NE(s.last<CancelAction>(), nullptr);
     s.feed(ActionFinished{ActionKind::RestartPeer, ActionOutcome::Cancelled, ""});
     EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+}
+
+TEST(Switchover, TheTargetCampaignsAtOnceAndTheOthersGiveItOneTtl) {
+    auto p = Sim::defaults();
+    p.campaignDelay = 3 * kPriorityStep;  // the target has the lowest priority, yet goes first
+    Sim target(p);
+    target.toPassive(other(5, "1"));
+    auto b = Sim::defaults();
+    b.self = "2";
+    Sim bystander(b);
+    bystander.toPassive(other(5, "1"));
+    LeaderKey handing = other(5, "1");
+    handing.handoverTo = "0";
+    target.feed(WatchEvent{handing, 9});
+    bystander.feed(WatchEvent{handing, 9});
+    target.feed(WatchEvent{{}, 10});
+    bystander.mark();
+    bystander.feed(WatchEvent{{}, 10});
+    EXPECT_NE(target.last<Campaign>(), nullptr);
+    bystander.ackKeepalives(4900ms);
+    EXPECT_EQ(bystander.countSinceMark<Campaign>(), 0);
+    bystander.ackKeepalives(200ms);  // the target never came: campaign after one TTL
+    EXPECT_EQ(bystander.countSinceMark<Campaign>(), 1);
+}
+
+TEST(Switchover, TheActiveRunsEnsurePassiveThenMarksThenDeletes) {
+    Sim s;
+    s.toActive(5);
+    EXPECT_EQ(s.e().canSwitchover("0", {"0", "1", "2"}), RequestResult::InvalidArgs);
+    EXPECT_EQ(s.e().canSwitchover("9", {"0", "1", "2"}), RequestResult::InvalidArgs);
+    EXPECT_EQ(s.e().canSwitchover("2", {"0", "1", "2"}), RequestResult::Accepted);
+    s.feed(SwitchoverRequest{"2"});
+    EXPECT_EQ(s.e().role(), Role::Demoting);
+    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    ASSERT_NE(s.last<MarkHandover>(), nullptr);
+    EXPECT_EQ(s.last<MarkHandover>()->target, "2");
+    EXPECT_EQ(s.last<DeleteLeader>(), nullptr);
+    s.feed(HandoverMarked{});
+    ASSERT_NE(s.last<DeleteLeader>(), nullptr);
+    s.feed(ResignDone{});  // before the watch reports the delete
+    EXPECT_EQ(s.e().role(), Role::Passive);
+    s.mark();
+    s.ackKeepalives(1s);
+    EXPECT_EQ(s.e().role(), Role::Passive);
+    EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsureActive));
+}
+
+TEST(Switchover, RefusedWhenNotActive) {
+    Sim s;
+    s.toPassive(other(3));
+    EXPECT_EQ(s.e().canSwitchover("", {"0", "1"}), RequestResult::NotActive);
 }

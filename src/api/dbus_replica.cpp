@@ -1,0 +1,67 @@
+#include "api/dbus_replica.hpp"
+
+#include "common/log.hpp"
+
+namespace prom::api {
+
+DbusReplica::DbusReplica(BusConnection& bus, std::string replicaId, std::string appName, ReplicaHandlers handlers)
+    : AdaptorInterfaces(bus.connection(), kObjectPath),
+      m_id(std::move(replicaId)),
+      m_app(std::move(appName)),
+      m_handlers(std::move(handlers)) {
+    registerAdaptor();
+    bus.beforePoll([this] { flush(); });
+}
+
+DbusReplica::~DbusReplica() { unregisterAdaptor(); }
+
+void DbusReplica::update(const ReplicaState& s) {
+    if (s.role != m_state.role) m_dirty.insert("Role");
+    if (s.leader != m_state.leader) m_dirty.insert("Leader");
+    if (s.fencingToken != m_state.fencingToken) m_dirty.insert("FencingToken");
+    if (s.storeHealthy != m_state.storeHealthy) m_dirty.insert("StoreHealthy");
+    if (s.paused != m_state.paused) m_dirty.insert("Paused");
+    if (s.lastTransitionUSec != m_state.lastTransitionUSec) m_dirty.insert("LastTransitionUSec");
+    if (s.lastError != m_state.lastError) m_dirty.insert("LastError");
+    m_state = s;
+}
+
+void DbusReplica::roleChanged(const std::string& oldRole, const std::string& newRole, std::uint64_t token) {
+    flush();  // properties first, so that a client reacting to the signal reads the new values
+    emitRoleChanged(oldRole, newRole, token);
+}
+
+void DbusReplica::flush() {
+    if (m_dirty.empty()) return;
+    std::vector<std::string> names(m_dirty.begin(), m_dirty.end());
+    m_dirty.clear();
+    getObject().emitPropertiesChangedSignal(INTERFACE_NAME, names);
+}
+
+void DbusReplica::answer(const char* method, const std::function<Verdict()>& f) {
+    // sdbus-c++ 1.2 turns only sdbus::Error into an error reply; anything else would end the
+    // process from inside the bus dispatch, so every handler catches everything itself.
+    Verdict v;
+    try {
+        v = f();
+    } catch (const std::exception& e) {
+        log::error(std::string("D-Bus ") + method + ": " + e.what());
+        throw sdbus::Error("org.freedesktop.DBus.Error.Failed", e.what());
+    }
+    if (!v.errorName.empty()) throw sdbus::Error(v.errorName, v.message);
+}
+
+void DbusReplica::Switchover(const std::string& target) {
+    answer("Switchover", [&] { return m_handlers.switchover(target); });
+}
+void DbusReplica::Resign() {
+    answer("Resign", [&] { return m_handlers.resign(); });
+}
+void DbusReplica::Pause() {
+    answer("Pause", [&] { return m_handlers.pause(true); });
+}
+void DbusReplica::Resume() {
+    answer("Resume", [&] { return m_handlers.pause(false); });
+}
+
+}  // namespace prom::api
