@@ -241,13 +241,14 @@ class Cluster:
 
     def __init__(self, prom, etcd, workdir, replicas=3, timeout_ms=2000, margin_ms=500, monitor_ms=500,
                  retry_attempts=3, retry_backoff_ms=200, action_timeout_ms=1500, proxies=False, app="itest",
-                 restart_prom=False):
+                 restart_prom=False, bus="none"):
         self.prom = prom
         self.etcd = etcd
         self.dir = workdir
         self.ids = [str(i) for i in range(replicas)]
         self.procs = {}
         self.proxies = {}
+        self.bus = bus  # "session": the bus at DBUS_SESSION_BUS_ADDRESS
         self.script = os.path.join(workdir, "ensure.sh")
         with open(self.script, "w") as f:
             f.write(TOY_REPLICA)
@@ -291,7 +292,7 @@ ensure-passive = ["{self.script}", "%i", "passive"]
             env = dict(os.environ, RUNTIME_DIRECTORY=os.path.join(self.dir, f"run{k}"))
             env.pop("JOURNAL_STREAM", None)
             out = open(os.path.join(self.dir, f"prom{k}.log"), "a")
-            self.procs[k] = subprocess.Popen([self.prom, "-i", k, "-c", self.conf(k), "--bus", "none", *extra],
+            self.procs[k] = subprocess.Popen([self.prom, "-i", k, "-c", self.conf(k), "--bus", self.bus, *extra],
                                              stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def signal(self, i, sig):
