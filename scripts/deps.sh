@@ -3,7 +3,8 @@
 # Sourced by scripts/test and scripts/demo.
 PROM_PACKAGES=(build-essential cmake pkg-config ccache
   libsdbus-c++-dev libsdbus-c++-bin libsystemd-dev libcurl4-openssl-dev libsimdjson-dev libtomlplusplus-dev
-  googletest libgtest-dev libgmock-dev python3 etcd-server etcd-client)
+  googletest libgtest-dev libgmock-dev python3 etcd-server etcd-client
+  dbus-daemon dbus-bin systemd-container util-linux)
 
 prom_install_deps() {
   local missing=()

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "actions/runner.hpp"
+#include "actions/unit_runner.hpp"
 #include "api/dbus_replica.hpp"
 #include "common/log.hpp"
 #include "core/election.hpp"
@@ -118,6 +118,7 @@ public:
         m_signals.push_back(m_loop.addSignal(SIGTERM, [this] { stop("SIGTERM"); }));
         m_signals.push_back(m_loop.addSignal(SIGINT, [this] { stop("SIGINT"); }));
         m_signals.push_back(m_loop.addSignal(SIGHUP, [this] { reload(); }));
+        armWatchdog();
         mkdirs(m_runtimeDir);
         std::int64_t persisted = json::parseInt(readFile(leaseFile())).value_or(0);
         log::info("prom " + m_options.id + " of " + m_config.appName + " starting: etcd " + m_config.store.endpoints.front() +
@@ -187,7 +188,29 @@ private:
         return {api::kErrorNotActive, "replica " + m_options.id + " is " + core::toString(m_election.role()) + ", not active"};
     }
 
+    // WATCHDOG=1 only while the loop is healthy: the timer firing proves the loop turns, and a
+    // store reply (success or error) within the bound proves store I/O is not stalled — every
+    // request has a timeout and keepalives go out every TTL/3.
+    void armWatchdog() {
+        std::uint64_t usec = sd::Notifier::watchdogUsec();
+        if (!usec) return;
+        auto period = std::chrono::microseconds(usec / 2);
+        m_watchdog = m_loop.addTimer(sd::EventLoop::now() + std::chrono::duration_cast<core::Duration>(period), [this] {
+            auto stalledFor = sd::EventLoop::now() - m_lastStoreReply;
+            auto bound = 2 * core::Duration(config::leaseTtlSeconds(m_config.election) * 1000);
+            if (m_lastStoreReply == core::TimePoint{} || stalledFor < bound)
+                m_notifier.watchdog();
+            else if (!m_watchdogWarned) {
+                m_watchdogWarned = true;
+                log::error("no reply from the store for " + std::to_string(stalledFor.count()) + " ms: stalled I/O, watchdog pings stop");
+            }
+            armWatchdog();
+        });
+    }
+
     void storeOk(bool ok, const std::string& error = "") {
+        m_lastStoreReply = sd::EventLoop::now();
+        m_watchdogWarned = false;
         m_storeHealthy = ok;
         if (!ok) m_lastError = error;
     }
@@ -347,6 +370,9 @@ private:
                                                {"PROM_FENCING_TOKEN", std::to_string(e.token)}};
         std::string name = core::toString(e.kind);
         auto kind = e.kind;
+        if (e.role == core::Role::Starting || e.role == core::Role::Stopping)
+            // sd_notify(3): a slow action at start or stop must not hit TimeoutStartSec/StopSec.
+            m_notifier.extendTimeout(static_cast<unsigned long long>(m_config.actions.timeout.count() + 5000) * 1000);
         log::debug("running " + name + ": " + action.describe());
         m_runner.run(name, action, env, m_config.actions.timeout,
                      [this, kind, name](core::ActionOutcome outcome, const std::string& detail) {
@@ -399,7 +425,7 @@ private:
     sd::EventLoop m_loop;
     store::Http m_http;
     std::unique_ptr<store::Store> m_store;
-    actions::ScriptRunner m_runner;
+    actions::Runner m_runner;
     core::Election m_election;
     sd::Notifier m_notifier;
     std::string m_runtimeDir;
@@ -407,6 +433,9 @@ private:
     std::unique_ptr<api::BusConnection> m_bus;
     std::unique_ptr<api::DbusReplica> m_api;
     bool m_storeHealthy = false;
+    sd::Source m_watchdog;
+    core::TimePoint m_lastStoreReply{};
+    bool m_watchdogWarned = false;
     std::string m_lastError;
     std::uint64_t m_lastTransitionUSec = 0;
     sd::Source m_wake;

@@ -64,7 +64,7 @@ void ScriptRunner::run(const std::string& name, const config::Action& action, co
     m_timedOut = false;
     m_cancelled = false;
     if (action.kind == config::Action::Kind::StartUnit || action.kind == config::Action::Kind::StopUnit) {
-        done(core::ActionOutcome::Failed, "unit actions need prom's systemd connection, which this build does not have");
+        done(core::ActionOutcome::Failed, "unit actions run through actions::Runner, not ScriptRunner");
         return;
     }
     std::vector<std::string> argv;

@@ -1,8 +1,7 @@
 #pragma once
 // Runs ensure-active / ensure-passive actions one at a time (DESIGN.md §1): a shell string via
 // /bin/sh -c, an argv array via exec, in its own process group, killed at its timeout, with
-// stdout/stderr drained continuously into the log (bounded). Unit actions ({start-unit},
-// {stop-unit}) need the systemd D-Bus connection and are refused here with a clear error.
+// stdout/stderr drained continuously into the log (bounded). Unit actions are in unit_runner.
 #include <functional>
 #include <map>
 #include <string>

@@ -13,3 +13,11 @@ void Notifier::reloading() { send("RELOADING=1"); }
 void Notifier::extendTimeout(unsigned long long usec) { send("EXTEND_TIMEOUT_USEC=" + std::to_string(usec)); }
 
 }  // namespace prom::sd
+
+namespace prom::sd {
+void Notifier::watchdog() { send("WATCHDOG=1"); }
+std::uint64_t Notifier::watchdogUsec() {
+    std::uint64_t usec = 0;
+    return sd_watchdog_enabled(0, &usec) > 0 ? usec : 0;
+}
+}  // namespace prom::sd

@@ -1,5 +1,6 @@
 #pragma once
 // sd_notify(3) for a Type=notify service; a no-op outside systemd (no NOTIFY_SOCKET).
+#include <cstdint>
 #include <string>
 
 namespace prom::sd {
@@ -13,6 +14,9 @@ public:
     void reloading();
     void extendTimeout(unsigned long long usec);
     void send(const std::string& state);
+    void watchdog();
+    /** The watchdog interval systemd asked for (WatchdogSec=), 0 when none. */
+    static std::uint64_t watchdogUsec();
 };
 
 }  // namespace prom::sd
