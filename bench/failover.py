@@ -35,8 +35,7 @@ def crash_runs(c, runs, ttl):
         old = c.wait_one_active(3 * ttl + 5)
         time.sleep(ttl / 2)
         t0 = time.time()
-        c.kill(old)
-        c.crash_replica(old)
+        c.crash_node(old)
         new = c.wait_one_active(3 * ttl + 5, exclude=(old,))
         out.append(last(c, "start", new) - t0)
         c.start(old)
@@ -59,15 +58,8 @@ def graceful_runs(c, runs, ttl):
 
 def scenario(t, name, runs, tuned, timeout_ms, margin_ms):
     etcd = t.etcd(1, tuned=tuned)
-    c = t.cluster(etcd, timeout_ms=timeout_ms, margin_ms=margin_ms, monitor_ms=min(1000, timeout_ms // 2),
-                  app=f"bench{len(t.clusters)}")
-    c.history = os.path.join(c.dir, f"history-{name}")
-    # every cluster of this run shares the work directory: give each its own history file
-    with open(c.script) as f:
-        script = f.read().replace('"$dir/history"', f'"{c.history}"')
-    with open(c.script, "w") as f:
-        f.write(script)
-    open(c.history, "a").close()
+    c = t.cluster(etcd, subdir=name, timeout_ms=timeout_ms, margin_ms=margin_ms, monitor_ms=min(1000, timeout_ms // 2),
+                  app="bench")
     c.start()
     ttl = max(timeout_ms / 1000, 1)
     crash = crash_runs(c, runs, ttl)
@@ -81,11 +73,8 @@ def scenario(t, name, runs, tuned, timeout_ms, margin_ms):
 
 def idle(t, seconds):
     etcd = t.etcd(1)
-    c = t.cluster(etcd, proxies=True, timeout_ms=5000, margin_ms=1250, monitor_ms=1000, replicas=1, app="idle")
-    with open(c.script) as f:
-        script = f.read().replace('"$dir/history"', '"$dir/history-idle"')
-    with open(c.script, "w") as f:
-        f.write(script)
+    c = t.cluster(etcd, subdir="idle", proxies=True, timeout_ms=5000, margin_ms=1250, monitor_ms=1000, replicas=1,
+                  app="idle")
     c.start()
     c.wait_one_active(15)
     time.sleep(3)

@@ -304,6 +304,18 @@ ensure-passive = ["{self.script}", "%i", "passive"]
         self.signal(i, signal.SIGKILL)
         self.procs[i].wait(10)
 
+    def crash_node(self, i):
+        """Node crash: prom, any action it is running (own process groups) and the service die."""
+        p = self.procs[i]
+        r = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True)
+        for child in r.stdout.split():
+            try:
+                os.killpg(int(child), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.kill(i)
+        self.crash_replica(i)
+
     def crash_replica(self, i):
         """The node's service dies with it: recorded in the history like any stop."""
         if self.state(i) == "active":
@@ -362,6 +374,7 @@ class Test:
         self.dir = tempfile.mkdtemp(prefix=f"prom-{name}-")
         self.etcds = []
         self.clusters = []
+        self.cleanup = []  # other processes to stop at the end
         self.ok = False
 
     def etcd(self, members=1, tuned=False):
@@ -370,8 +383,12 @@ class Test:
         self.etcds.append(e)
         return e
 
-    def cluster(self, etcd, **kw):
-        c = Cluster(self.a.prom, etcd, self.dir, **kw)
+    def cluster(self, etcd, subdir=None, **kw):
+        d = self.dir
+        if subdir:
+            d = os.path.join(self.dir, subdir)
+            os.makedirs(d, exist_ok=True)
+        c = Cluster(self.a.prom, etcd, d, **kw)
         self.clusters.append(c)
         return c
 

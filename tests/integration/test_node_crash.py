@@ -14,8 +14,7 @@ with Test("node-crash") as t:
         old_token = etcd.get("/prom/itest/leader")["create_revision"]
         time.sleep(0.7)
         t0 = time.monotonic()
-        c.kill(old)
-        c.crash_replica(old)
+        c.crash_node(old)
         new = c.wait_one_active(TTL + 1.0 + 0.5, exclude=(old,))
         took = time.monotonic() - t0
         log(f"round {round_}: {old} crashed, {new} active after {took:.3f} s")

@@ -11,6 +11,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import log, wait_for  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--build", required=True, help="build directory to install from")
 ap.add_argument("--keep", action="store_true")
@@ -21,20 +24,6 @@ if os.geteuid() != 0:
 for tool in ("systemd-nspawn", "nsenter"):
     if not shutil.which(tool):
         sys.exit(f"{tool} is missing (package systemd-container)")
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def wait_for(pred, timeout, what, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 D = tempfile.mkdtemp(prefix="prom-system-")
