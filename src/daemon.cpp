@@ -14,6 +14,7 @@
 #include "sd/event_loop.hpp"
 #include "sd/notifier.hpp"
 #include "store/etcd.hpp"
+#include "store/music.hpp"
 
 namespace prom {
 namespace {
@@ -88,6 +89,24 @@ public:
           m_runner(m_loop),
           m_election(paramsFor(m_config, o.id, o.startPassive)),
           m_runtimeDir(runtimeDirectory(o.id)) {
+        if (m_config.store.backend == config::Backend::Music) {
+            store::MusicSettings ms;
+            for (const auto& l : m_config.store.endpoints) ms.locations.push_back(store::musicBaseUrl(l, m_config.store.musicVersion));
+            ms.app = m_config.appName;
+            ms.self = o.id;
+            ms.replicas = m_config.replicas;
+            ms.aid = m_config.store.aid;
+            ms.ns = m_config.store.ns;
+            ms.user = m_config.store.userid;
+            if (!ms.user.empty()) ms.password = storePassword(m_config.store);
+            ms.basicAuth = m_config.store.musicBasicAuth;
+            // PROM: music-connection-timeout-ms is the connect and the read timeout.
+            ms.requestTimeout = m_config.store.connectTimeout;
+            ms.peerTimeout = m_config.election.timeout;
+            ms.pollInterval = m_config.election.monitorInterval;
+            m_store = std::make_unique<store::Music>(m_loop, m_http, ms);
+            return;
+        }
         store::EtcdSettings es;
         es.endpoints = m_config.store.endpoints;
         es.prefix = m_config.store.prefix;
@@ -121,8 +140,11 @@ public:
         armWatchdog();
         mkdirs(m_runtimeDir);
         std::int64_t persisted = json::parseInt(readFile(leaseFile())).value_or(0);
-        log::info("prom " + m_options.id + " of " + m_config.appName + " starting: etcd " + m_config.store.endpoints.front() +
-                  ", lease TTL " + std::to_string(config::leaseTtlSeconds(m_config.election)) + " s" +
+        const bool music = m_config.store.backend == config::Backend::Music;
+        log::info("prom " + m_options.id + " of " + m_config.appName + " starting: " + (music ? "MUSIC " : "etcd ") +
+                  m_config.store.endpoints.front() + ", " + (music ? "timeout " : "lease TTL ") +
+                  (music ? std::to_string(m_config.election.timeout.count()) + " ms"
+                         : std::to_string(config::leaseTtlSeconds(m_config.election)) + " s") +
                   (persisted ? ", checking lease " + std::to_string(persisted) + " of the previous run" : ""));
         feed(core::Start{persisted});
         int r = m_loop.run();

@@ -91,11 +91,6 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
     if (!loaded.config) return kExitConfig;
-    if (loaded.config->store.backend != prom::config::Backend::Etcd) {
-        std::fprintf(stderr, "%s: the music backend is not available in this build yet; use backend = \"etcd\"\n",
-                     loaded.config->path.c_str());
-        return kExitConfig;
-    }
     try {
         prom::sd::EventLoop::blockSignals();
         return prom::runDaemon({id, configPath, passive, bus}, std::move(*loaded.config));

@@ -46,6 +46,7 @@ struct StoreSettings {
     std::string aid;
     std::string ns;
     std::string userid;
+    bool musicBasicAuth = true;  ///< music-auth: "basic" (MUSIC 3.x) or "headers" (2.5 userId/password)
     std::string passwordFile;
     std::string password;  ///< only from a PROM config.json, which keeps it inline
     std::string caFile;

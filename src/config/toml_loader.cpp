@@ -184,7 +184,7 @@ void parseToml(const std::string& text, Raw& raw, Sink& sink) {
 
     if (const toml::table* s = section("store")) {
         r.unknownKeys(*s, "store", {"backend", "endpoints", "prefix", "connect-timeout-ms", "music-version", "aid",
-                                    "namespace", "userid", "password-file", "ca-file", "cert-file", "key-file"});
+                                    "namespace", "userid", "music-auth", "password-file", "ca-file", "cert-file", "key-file"});
         std::string backend = "etcd";
         r.string(*s, "store", "backend", backend);
         if (backend == "etcd")
@@ -200,6 +200,12 @@ void parseToml(const std::string& text, Raw& raw, Sink& sink) {
         r.string(*s, "store", "aid", c.store.aid);
         r.string(*s, "store", "namespace", c.store.ns);
         r.string(*s, "store", "userid", c.store.userid);
+        std::string auth = "basic";
+        r.string(*s, "store", "music-auth", auth);
+        if (auth == "basic" || auth == "headers")
+            c.store.musicBasicAuth = auth == "basic";
+        else
+            sink.error(c.locate("store.music-auth"), "store.music-auth = \"" + auth + "\" is unknown (expected \"basic\" for MUSIC 3.x or \"headers\" for MUSIC 2.5)");
         r.string(*s, "store", "password-file", c.store.passwordFile);
         r.string(*s, "store", "ca-file", c.store.caFile);
         r.string(*s, "store", "cert-file", c.store.certFile);

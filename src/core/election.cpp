@@ -117,6 +117,11 @@ void Election::loseLeadership(TimePoint, const std::string& reason, bool abandon
     m_failures = 0;
     m_restartQueue.clear();
     m_missingSince.clear();
+    // What we knew of the leader key came before we lost it; only a fresh read may say that it
+    // is ours again (a store whose session survives, like MUSIC's queue place, would otherwise
+    // match the stale knowledge at once).
+    m_leaderKnown = false;
+    m_readWanted = true;
     if (m_role == Role::Active || m_role == Role::Promoting || m_role == Role::Demoting || m_role == Role::Stopping) {
         setRole(m_stopping ? Role::Stopping : Role::Demoting, reason);
         queueAction(ActionKind::EnsurePassive);

@@ -122,8 +122,8 @@ void Http::finishDone() {
     }
 }
 
-RequestId Http::post(const std::string& url, const std::string& body, const std::vector<std::string>& headers,
-                     std::chrono::milliseconds timeout, Done done, Data onData) {
+RequestId Http::request(const std::string& method, const std::string& url, const std::string& body,
+                        const std::vector<std::string>& headers, std::chrono::milliseconds timeout, Done done, Data onData) {
     auto req = std::make_unique<Request>();
     req->owner = this;
     req->id = m_next++;
@@ -138,9 +138,14 @@ RequestId Http::post(const std::string& url, const std::string& body, const std:
     req->headers = curl_slist_append(req->headers, "Expect:");
     req->headers = curl_slist_append(req->headers, "Content-Type: application/json");
     curl_easy_setopt(e, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.c_str());
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(req->body.size()));
+    if (method == "GET") {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.c_str());
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(req->body.size()));
+        if (method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method.c_str());
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
     curl_easy_setopt(e, CURLOPT_PRIVATE, req->id);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errorBuffer);

@@ -51,7 +51,13 @@ public:
 
     /** POSTs body; done runs once with the whole response. timeout 0 = none (streams). */
     RequestId post(const std::string& url, const std::string& body, const std::vector<std::string>& headers,
-                   std::chrono::milliseconds timeout, Done done, Data onData = nullptr);
+                   std::chrono::milliseconds timeout, Done done, Data onData = nullptr) {
+        return request("POST", url, body, headers, timeout, std::move(done), std::move(onData));
+    }
+    /** Any method (GET, POST, PUT, DELETE); a body is sent when not empty or for POST/PUT. */
+    RequestId request(const std::string& method, const std::string& url, const std::string& body,
+                      const std::vector<std::string>& headers, std::chrono::milliseconds timeout, Done done,
+                      Data onData = nullptr);
     /** Aborts a request; its done callback is not called. */
     void cancel(RequestId id);
     /** Requests sent since start (for benchmarks). */

@@ -142,6 +142,38 @@ class Etcd:
         raise AssertionError("no etcd member answered")
 
 
+class MusicEmulator:
+    """tests/tools/music_emulator.py on free ports: one shared state, several locations."""
+
+    def __init__(self, workdir, locations=2, user=None, password=None):
+        self.ports = [free_port() for _ in range(locations)]
+        self.control = free_port()
+        cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "..", "tools", "music_emulator.py"),
+               "--ports", ",".join(map(str, self.ports)), "--control", str(self.control)]
+        if user:
+            cmd += ["--user", user, "--password", password or ""]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(os.path.join(workdir, "music.log"), "a"),
+                                     text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    @property
+    def locations(self):
+        return [f"http://127.0.0.1:{p}/MUSIC/rest/v2" for p in self.ports]
+
+    def fault(self, index, mode, delay_ms=0):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.control}/fault", method="POST",
+                                     data=json.dumps({"port": self.ports[index], "mode": mode, "delay_ms": delay_ms}).encode())
+        urllib.request.urlopen(req, timeout=2).read()
+
+    def state(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.control}/state", timeout=2) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
 class Proxy:
     """TCP proxy in front of etcd. cut() black-holes it like a partition: connections stay open
     but nothing is forwarded, and new connections are accepted and then ignored."""
@@ -241,7 +273,7 @@ class Cluster:
 
     def __init__(self, prom, etcd, workdir, replicas=3, timeout_ms=2000, margin_ms=500, monitor_ms=500,
                  retry_attempts=3, retry_backoff_ms=200, action_timeout_ms=1500, proxies=False, app="itest",
-                 restart_prom=False, bus="none"):
+                 restart_prom=False, bus="none", music=None):
         self.prom = prom
         self.etcd = etcd
         self.dir = workdir
@@ -257,10 +289,25 @@ class Cluster:
         open(self.history, "a").close()
         self.timeout_ms = timeout_ms
         for i in self.ids:
-            endpoints = etcd.endpoints
+            endpoints = etcd.endpoints if etcd else []
             if proxies:
                 self.proxies[i] = [Proxy(int(ep.rsplit(":", 1)[1])) for ep in etcd.endpoints]
                 endpoints = [p.endpoint for p in self.proxies[i]]
+            if music:
+                # An unmodified PROM config.json (PROM's -c DIR reads DIR/config.json).
+                d = os.path.join(workdir, f"conf{i}")
+                os.makedirs(d, exist_ok=True)
+                cfg = {"app-name": app, "aid": "", "namespace": "", "userid": "", "password": "",
+                       "prom-timeout": str(timeout_ms), "restart-backoff-time": str(retry_backoff_ms),
+                       "core-monitor-sleep-time": str(monitor_ms), "no-of-retry-attempts": str(retry_attempts),
+                       "replica-id-list": self.ids, "music-location": music.locations, "music-version": 2,
+                       "music-connection-timeout-ms": 300}
+                for r in self.ids:
+                    cfg[f"ensure-active-{r}"] = f"{self.script} {r} active"
+                    cfg[f"ensure-passive-{r}"] = f"{self.script} {r} passive"
+                with open(os.path.join(d, "config.json"), "w") as f:
+                    json.dump(cfg, f, indent=2)
+                continue
             conf = f"""app-name = "{app}"
 replicas = {json.dumps(self.ids)}
 [store]
@@ -285,7 +332,8 @@ ensure-passive = ["{self.script}", "%i", "passive"]
                 f.write(conf)
 
     def conf(self, i):
-        return os.path.join(self.dir, f"prom{i}.conf")
+        d = os.path.join(self.dir, f"conf{i}")
+        return d if os.path.isdir(d) else os.path.join(self.dir, f"prom{i}.conf")
 
     def start(self, i=None, extra=()):
         for k in ([i] if i is not None else self.ids):
@@ -307,6 +355,7 @@ ensure-passive = ["{self.script}", "%i", "passive"]
     def crash_node(self, i):
         """Node crash: prom, any action it is running (own process groups) and the service die."""
         p = self.procs[i]
+        p.send_signal(signal.SIGSTOP)  # frozen first: it cannot start another action meanwhile
         r = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True)
         for child in r.stdout.split():
             try:
@@ -376,6 +425,11 @@ class Test:
         self.clusters = []
         self.cleanup = []  # other processes to stop at the end
         self.ok = False
+
+    def music(self, locations=2, **kw):
+        m = MusicEmulator(self.dir, locations, **kw)
+        self.cleanup.append(m.proc)
+        return m
 
     def etcd(self, members=1, tuned=False):
         e = Etcd(self.dir, members, tuned)

@@ -298,3 +298,7 @@ TEST(ConfigWarnings, TimeoutBelowEtcdMinimumLeaseWarnsWithTheEffectiveValue) {
     std::string all = errors(r);
     EXPECT_NE(all.find("rounded up to a whole-second etcd lease TTL of 2 s"), std::string::npos) << all;
 }
+
+TEST(BadConfig, UnknownMusicAuth) {
+    expectError(toml(kMinimal + "[store]\nmusic-auth = \"kerberos\"\n"), "store.music-auth = \"kerberos\" is unknown", 8, 14);
+}

@@ -55,3 +55,17 @@ TEST(EtcdKv, ParsesAKeyValueWithOmittedDefaults) {
     EXPECT_EQ(k.lease, 0);
     EXPECT_EQ(k.createRevision, 9);
 }
+
+#include "store/music.hpp"
+
+TEST(MusicUrls, BuildsPromsUrlFromABareHostAndKeepsFullUrls) {
+    EXPECT_EQ(store::musicBaseUrl("10.0.0.1", 2), "http://10.0.0.1:8080/MUSIC/rest/v2");
+    EXPECT_EQ(store::musicBaseUrl("https://music.example:8443/MUSIC/rest/v2/", 2), "https://music.example:8443/MUSIC/rest/v2");
+}
+
+TEST(MusicFencingToken, IsTheNumberOfTheLockReferenceInEveryMusicFormat) {
+    EXPECT_EQ(store::musicToken("$prom_app.Replicas.PROM_ADMIN$x-0000000012"), 12);  // 3.0, ZooKeeper
+    EXPECT_EQ(store::musicToken("$prom_app.Replicas.PROM_ADMIN$345"), 345);          // 3.2, Cassandra
+    EXPECT_EQ(store::musicToken(""), 0);
+    EXPECT_EQ(store::musicToken("No lock holder!"), 0);
+}
