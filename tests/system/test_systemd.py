@@ -1,6 +1,7 @@
 """system tier: prom as an OS service under real systemd (PID 1 in a systemd-nspawn container
-over an overlay of the host root, its own network namespace). Installed with cmake --install,
-next to the packaged etcd.service; two replicas prom@0 and prom@1 whose unit actions start and
+over an overlay of the host root, its own network namespace). Installed from the .deb that
+cpack -G DEB builds (dpkg -i inside the running container, whose postinst creates the group
+and reloads systemd and dbus), next to the packaged etcd.service; two replicas prom@0 and prom@1 whose unit actions start and
 stop demo@0/demo@1. Asserted with systemctl, busctl and journalctl as an operator would."""
 import argparse
 import os
@@ -25,6 +26,20 @@ for tool in ("systemd-nspawn", "nsenter"):
     if not shutil.which(tool):
         sys.exit(f"{tool} is missing (package systemd-container)")
 
+
+CONFIG = """app-name = "demo"
+replicas = ["0", "1"]
+[store]
+endpoints = ["http://127.0.0.1:2379"]
+[election]
+timeout-ms = 5000
+demote-margin-ms = 1250
+[actions]
+timeout-ms = 1000
+retry-backoff-ms = 200
+ensure-active = { start-unit = "demo@%i.service" }
+ensure-passive = { stop-unit = "demo@%i.service" }
+"""
 
 D = tempfile.mkdtemp(prefix="prom-system-")
 root = os.path.join(D, "root")
@@ -70,24 +85,12 @@ try:
     etcd_unit = os.path.join(wants, "multi-user.target.wants", "etcd.service")
     if not os.path.lexists(etcd_unit):
         os.symlink("/lib/systemd/system/etcd.service", etcd_unit)
-    subprocess.run(["cmake", "--install", a.build, "--prefix", "/usr"], check=True, capture_output=True,
-                   env=dict(os.environ, DESTDIR=root))
+    subprocess.run(["cpack", "-G", "DEB"], cwd=a.build, check=True, capture_output=True)
+    deb = max((f for f in os.listdir(a.build) if f.startswith("prom_") and f.endswith(".deb")),
+              key=lambda f: os.path.getmtime(os.path.join(a.build, f)))
+    shutil.copy(os.path.join(a.build, deb), os.path.join(root, "var", "tmp", "prom.deb"))
     with open(os.path.join(root, "etc/systemd/system/demo@.service"), "w") as f:
         f.write("[Unit]\nDescription=demo replica %i\n[Service]\nExecStart=/bin/sleep infinity\n")
-    with open(os.path.join(root, "etc/prom/prom.conf"), "w") as f:
-        f.write("""app-name = "demo"
-replicas = ["0", "1"]
-[store]
-endpoints = ["http://127.0.0.1:2379"]
-[election]
-timeout-ms = 5000
-demote-margin-ms = 1250
-[actions]
-timeout-ms = 1000
-retry-backoff-ms = 200
-ensure-active = { start-unit = "demo@%i.service" }
-ensure-passive = { stop-unit = "demo@%i.service" }
-""")
 
     console = open(os.path.join(D, "console.log"), "w")
     nspawn = subprocess.Popen(["systemd-nspawn", "-q", "-D", root, "--boot", "--register=no", "--keep-unit", "--link-journal=no",
@@ -104,6 +107,12 @@ ensure-passive = { stop-unit = "demo@%i.service" }
              "the container to boot")
     log(f"container booted in {time.monotonic() - t0:.1f} s")
     wait_for(lambda: inside("etcdctl", "endpoint", "health", check=False).returncode == 0, 30, "etcd in the container")
+    r = inside("dpkg", "-i", "/var/tmp/prom.deb", timeout=120)
+    assert inside("getent", "group", "prom", check=False).returncode == 0, "postinst did not create the prom group"
+    log(f"installed {deb} with dpkg -i")
+    with open(os.path.join(root, "etc/prom/prom.conf"), "w") as f:
+        f.write(CONFIG)
+    inside("prom", "--check-config", "--id", "0")
     inside("systemctl", "enable", "--now", "prom@0", "prom@1")
     active = wait_for(lambda: next((i for i in "01" if role(i) == "active"), None), 20, "an active replica")
     passive = "1" if active == "0" else "0"
