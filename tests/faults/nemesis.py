@@ -50,6 +50,8 @@ class Net:
         self.ip = [f"{subnet}.{i + 1}" for i in range(3)]
         sh("ip", "link", "add", self.bridge, "type", "bridge")
         sh("ip", "link", "set", self.bridge, "up")
+        # The test itself (in the host namespace) reaches the nodes through the bridge.
+        sh("ip", "addr", "add", f"{subnet}.254/24", "dev", self.bridge)
         for i in range(3):
             sh("ip", "netns", "add", self.ns[i])
             sh("ip", "link", "add", self.hostveth[i], "type", "veth", "peer", "name", f"vn{i}{tag}")
