@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""prom and keepalived side by side, in the same harness and the same run (numbers, not
+assertions). Three network-namespace nodes on one bridge. keepalived: VRRP with notify scripts
+that append start/stop lines to a history file; prom: an etcd member per node and script
+actions writing the same kind of history. For each: crash failover (kill -9 of the active's
+daemon, the service dies with it) and graceful stop (SIGTERM), --runs runs each, at defaults
+(keepalived advert_int 1; prom TTL 5 s on default etcd) and tuned (keepalived VRRPv3
+advert_int 0.1; etcd --heartbeat-interval 20 --election-timeout 200, prom TTL 1 s). Then a
+partition of the active node: the history checker's verdict for both.
+
+    bench/keepalived.py --prom BUILD/prom [--runs 20]
+"""
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "faults"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "tools"))
+import history_check  # noqa: E402
+from harness import TOY_REPLICA, log, wait_for  # noqa: E402
+from nemesis import Net, Node  # noqa: E402
+
+NOTIFY = """#!/bin/sh
+# keepalived notify: notify.sh ID master|backup|fault|stop
+id=$1; dir=$(dirname "$0")
+case "$2" in master) new=active ;; *) new=passive ;; esac
+cur=$(cat "$dir/state.$id" 2>/dev/null || echo passive)
+[ "$cur" = "$new" ] && exit 0
+if [ "$new" = active ]; then ev=start; else ev=stop; fi
+echo "$ev $id - $(date +%s.%N)" >> "$dir/history"
+echo "$new" > "$dir/state.$id"
+"""
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[max(0, min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1)))))]
+
+
+class Side:
+    """Common to both: a work directory with history and toy states."""
+
+    def __init__(self, root, name):
+        self.dir = os.path.join(root, name)
+        os.makedirs(self.dir)
+        self.history = os.path.join(self.dir, "history")
+        open(self.history, "w").close()
+
+    def state(self, i):
+        try:
+            return open(os.path.join(self.dir, f"state.{i}")).read().strip()
+        except FileNotFoundError:
+            return "passive"
+
+    def actives(self):
+        return [i for i in range(3) if self.state(i) == "active"]
+
+    def one_active(self, timeout, exclude=()):
+        def ok():
+            a = self.actives()
+            return a[0] + 1 if len(a) == 1 and a[0] not in exclude else None
+        return wait_for(ok, timeout, "exactly one active") - 1
+
+    def crash_record(self, i):
+        if self.state(i) == "active":
+            with open(self.history, "a") as f:
+                f.write(f"stop {i} - {time.time():.9f}\n")
+            with open(os.path.join(self.dir, f"state.{i}"), "w") as f:
+                f.write("passive\n")
+
+    def last(self, kind, i, after):
+        xs = [e[0] for e in history_check.parse(self.history) if e[1] == kind and e[2] == str(i) and e[0] >= after]
+        return xs[0] if xs else None
+
+
+class Keepalived(Side):
+    def __init__(self, root, net, tuned):
+        super().__init__(root, "keepalived-tuned" if tuned else "keepalived")
+        self.net, self.tuned = net, tuned
+        self.procs = [None] * 3
+        notify = os.path.join(self.dir, "notify.sh")
+        with open(notify, "w") as f:
+            f.write(NOTIFY)
+        os.chmod(notify, 0o755)
+        vip = net.ip[0].rsplit(".", 1)[0] + ".100"
+        for i in range(3):
+            with open(os.path.join(self.dir, f"k{i}.conf"), "w") as f:
+                f.write(f"""global_defs {{
+  router_id node{i}
+  script_user root
+  enable_script_security
+}}
+vrrp_instance VI_1 {{
+  state BACKUP
+  interface vn{i}{net.tag}
+  virtual_router_id {50 + int(tuned)}
+  priority 100
+  nopreempt
+  advert_int {"0.1" if tuned else "1"}
+  {"version 3" if tuned else ""}
+  virtual_ipaddress {{
+    {vip}/24
+  }}
+  notify_master "{notify} {i} master"
+  notify_backup "{notify} {i} backup"
+  notify_fault "{notify} {i} fault"
+  notify_stop "{notify} {i} stop"
+}}
+""")
+
+    def start(self, i):
+        d = self.dir
+        out = open(os.path.join(d, f"k{i}.log"), "a")
+        self.procs[i] = subprocess.Popen(
+            ["ip", "netns", "exec", self.net.ns[i], "keepalived", "--dont-fork", "--log-console", "--vrrp",
+             "-f", os.path.join(d, f"k{i}.conf"), "-p", os.path.join(d, f"k{i}.pid"), "-r", os.path.join(d, f"k{i}.vrrp.pid"),
+             "-c", os.path.join(d, f"k{i}.chk.pid")], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def crash(self, i):
+        os.killpg(self.procs[i].pid, signal.SIGKILL)
+        self.procs[i].wait()
+        self.crash_record(i)
+
+    def stop(self, i):
+        self.procs[i].send_signal(signal.SIGTERM)
+        self.procs[i].wait(20)
+
+    def stop_all(self):
+        for i in range(3):
+            if self.procs[i] and self.procs[i].poll() is None:
+                os.killpg(self.procs[i].pid, signal.SIGKILL)
+                self.procs[i].wait()
+
+
+class Prom(Side):
+    def __init__(self, root, net, tuned, prom):
+        super().__init__(root, "prom-tuned" if tuned else "prom")
+        self.net = net
+        self.nodes = [Node(i, net, self.dir, prom) for i in range(3)]
+        ttl, margin = (1000, 250) if tuned else (5000, 1250)
+        script = os.path.join(self.dir, "ensure.sh")
+        with open(script, "w") as f:
+            f.write(TOY_REPLICA)
+        os.chmod(script, 0o755)
+        with open(os.path.join(self.dir, "prom.conf"), "w") as f:
+            f.write(f"""app-name = "bench"
+replicas = ["0", "1", "2"]
+[store]
+endpoints = [{", ".join(f'"http://{ip}:2379"' for ip in net.ip)}]
+connect-timeout-ms = 300
+[election]
+timeout-ms = {ttl}
+demote-margin-ms = {margin}
+monitor-interval-ms = {min(1000, ttl // 2)}
+[actions]
+timeout-ms = 1000
+retry-backoff-ms = 200
+ensure-active = ["{script}", "%i", "active"]
+ensure-passive = ["{script}", "%i", "passive"]
+""")
+        self.tuned = tuned
+        for n in self.nodes:
+            n.start_etcd_tuned = tuned
+        for n in self.nodes:
+            self._start_etcd(n)
+
+    def _start_etcd(self, n):
+        if self.tuned:
+            # Node.start_etcd with the tuned raft timings
+            orig = n.run_in_ns
+
+            def run(cmd, name, orig=orig):
+                if cmd and cmd[0].endswith("etcd"):
+                    cmd = cmd + ["--heartbeat-interval", "20", "--election-timeout", "200"]
+                return orig(cmd, name)
+            n.run_in_ns = run
+        n.start_etcd()
+
+    def start(self, i):
+        self.nodes[i].start_prom()
+
+    def crash(self, i):
+        self.nodes[i].kill_prom(with_actions=True)
+        self.crash_record(i)
+
+    def stop(self, i):
+        self.nodes[i].stop_prom()
+
+    def stop_all(self):
+        for n in self.nodes:
+            n.stop_prom()
+            n.kill_etcd()
+
+
+def measure(side, runs, settle):
+    crash, graceful = [], []
+    for i in range(3):
+        side.start(i)
+    for _ in range(runs):
+        old = side.one_active(settle + 10)
+        time.sleep(settle)
+        t0 = time.time()
+        side.crash(old)
+        new = side.one_active(settle + 15, exclude=(old,))
+        crash.append(side.last("start", new, t0) - t0)
+        side.start(old)
+        time.sleep(settle)
+    for _ in range(runs):
+        old = side.one_active(settle + 10)
+        time.sleep(settle / 2)
+        t0 = time.time()
+        side.stop(old)
+        new = side.one_active(settle + 15, exclude=(old,))
+        graceful.append(side.last("start", new, t0) - side.last("stop", old, t0))
+        side.start(old)
+        time.sleep(settle)
+    return crash, graceful
+
+
+def partition(side, net, seconds):
+    active = side.one_active(20)
+    time.sleep(1)
+    net.cut(active)
+    time.sleep(seconds)
+    net.heal(active)
+    time.sleep(5)
+    problems, overlaps = history_check.check(history_check.parse(side.history))
+    return [p for p in problems if "both active" in p], max((o[0] for o in overlaps), default=0.0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prom", required=True)
+    ap.add_argument("--runs", type=int, default=20)
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (network namespaces, VRRP)")
+    root = tempfile.mkdtemp(prefix="prom-vs-keepalived-")
+    log(f"work directory {root}")
+    rows, parts = [], []
+    for tuned in (False, True):
+        net = Net(str(os.getpid() % 100000 + int(tuned)), f"10.{180 + int(tuned)}.{os.getpid() % 250}")
+        try:
+            k = Keepalived(root, net, tuned)
+            log(f"keepalived ({'advert_int 0.1, VRRPv3' if tuned else 'advert_int 1'}): {a.runs} crash + {a.runs} graceful")
+            kc, kg = measure(k, a.runs, 1.0 if not tuned else 0.5)
+            kp = partition(k, net, 10)
+            k.stop_all()
+            p = Prom(root, net, tuned, a.prom)
+            time.sleep(3)  # the etcd cluster forms
+            log(f"prom ({'etcd tuned, TTL 1 s' if tuned else 'TTL 5 s'}): {a.runs} crash + {a.runs} graceful")
+            pc, pg = measure(p, a.runs, 1.0 if tuned else 2.0)
+            pp = partition(p, net, 10)
+            p.stop_all()
+            label = "tuned" if tuned else "defaults"
+            rows.append((f"crash, {label}", kc, pc))
+            rows.append((f"graceful stop, {label}", kg, pg))
+            parts.append((label, kp, pp))
+        finally:
+            net.destroy()
+    print()
+    print("| scenario | keepalived median / p95 ms | prom median / p95 ms | prom / keepalived (median) |")
+    print("|---|---|---|---|")
+    for name, k, p in rows:
+        print(f"| {name} | {statistics.median(k) * 1000:.0f} / {pct(k, 95) * 1000:.0f} | "
+              f"{statistics.median(p) * 1000:.0f} / {pct(p, 95) * 1000:.0f} | {statistics.median(p) / statistics.median(k):.2f} |")
+    print()
+    print("Partition of the active node for 10 s (history checker):")
+    for label, (kv, ko), (pv, po) in parts:
+        print(f"- {label}: keepalived {len(kv)} overlap(s), longest {ko:.1f} s (two masters); "
+              f"prom {len(pv)} overlap(s), longest {po:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
