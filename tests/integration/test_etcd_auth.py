@@ -1,0 +1,56 @@
+"""etcd with authentication: prom logs in with store.userid and the password from
+store.password-file (token in Authorization, re-authenticated when it expires), with a role
+limited to its prefix; a wrong password is a clear error and no replica becomes active."""
+import os
+import time
+
+from harness import Test, log, post, wait_for
+
+
+def b64(s):
+    import base64
+    return base64.b64encode(s.encode()).decode()
+
+
+with Test("etcd-auth") as t:
+    etcd = t.etcd(1)
+    ep = etcd.endpoints[0]
+    post(ep + "/v3/auth/user/add", {"name": "root", "password": "rootpw"})
+    post(ep + "/v3/auth/user/grant", {"user": "root", "role": "root"})
+    post(ep + "/v3/auth/user/add", {"name": "prom", "password": "s3cret"})
+    post(ep + "/v3/auth/role/add", {"name": "prom-role"})
+    post(ep + "/v3/auth/role/grant", {"name": "prom-role", "perm": {"permType": "READWRITE", "key": b64("/prom/"),
+                                                                     "range_end": b64("/prom0")}})
+    post(ep + "/v3/auth/user/grant", {"user": "prom", "role": "prom-role"})
+    post(ep + "/v3/auth/enable", {})
+    pw = os.path.join(t.dir, "etcd.pw")
+    with open(pw, "w") as f:
+        f.write("s3cret\n")
+    c = t.cluster(etcd)
+    for i in c.ids:
+        with open(c.conf(i)) as f:
+            text = f.read()
+        with open(c.conf(i), "w") as f:
+            f.write(text.replace("connect-timeout-ms = 300", f'connect-timeout-ms = 300\nuserid = "prom"\npassword-file = "{pw}"'))
+    c.start()
+    active = c.wait_one_active(6)
+    log(f"with etcd authentication: replica {active} active")
+    old = active
+    c.crash_node(old)
+    active = c.wait_one_active(5, exclude=(old,))
+    log(f"node crash with authentication: {active} took over")
+    c.start(old)
+    time.sleep(2)
+    c.check_history()
+    c.stop()
+
+    # a wrong password: a clear error, nobody active
+    with open(pw, "w") as f:
+        f.write("wrong\n")
+    for i in c.ids:
+        open(os.path.join(c.dir, f"state.{i}"), "w").write("passive\n")
+    c.start()
+    wait_for(lambda: "authentication failed" in c.log("0"), 10, "the authentication error in the log")
+    time.sleep(3)
+    assert not c.actives(), c.actives()
+    log("a wrong password: 'authentication failed' logged, no replica active")
