@@ -471,6 +471,10 @@ class Test:
         for e in self.etcds:
             for k in range(e.n):
                 e.kill(k)
+        for p in self.cleanup:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
         if exc_type is not None:
             for c in self.clusters:
                 for i in c.ids:
