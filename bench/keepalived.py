@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """prom and keepalived side by side, in the same harness and the same run (numbers, not
-assertions). Three network-namespace nodes on one bridge. keepalived: VRRP with notify scripts
-that append start/stop lines to a history file; prom: an etcd member per node and script
+assertions). Three network-namespace nodes on one bridge. keepalived: VRRP whose notify FIFO
+feeds start/stop lines to a history file; prom: an etcd member per node and script
 actions writing the same kind of history. For each: crash failover (kill -9 of the active's
 daemon, the service dies with it) and graceful stop (SIGTERM), --runs runs each, at defaults
 (keepalived advert_int 1; prom TTL 5 s on default etcd) and tuned (keepalived VRRPv3
@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,19 +25,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "faults"))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "tools"))
 import history_check  # noqa: E402
-from harness import TOY_REPLICA, log, wait_for  # noqa: E402
-from nemesis import Net, Node  # noqa: E402
+from harness import log, wait_for  # noqa: E402
+from nemesis import Net, Node, write_config  # noqa: E402
 
-NOTIFY = """#!/bin/sh
-# keepalived notify: notify.sh ID master|backup|fault|stop
-id=$1; dir=$(dirname "$0")
-case "$2" in master) new=active ;; *) new=passive ;; esac
-cur=$(cat "$dir/state.$id" 2>/dev/null || echo passive)
-[ "$cur" = "$new" ] && exit 0
-if [ "$new" = active ]; then ev=start; else ev=stop; fi
-echo "$ev $id - $(date +%s.%N)" >> "$dir/history"
-echo "$new" > "$dir/state.$id"
-"""
 
 
 def pct(xs, p):
@@ -81,21 +72,23 @@ class Side:
 
 
 class Keepalived(Side):
+    """keepalived's state changes come in order through its notify FIFO (notify scripts run
+    concurrently and can race each other); a reader thread turns them into history lines."""
+
     def __init__(self, root, net, tuned):
         super().__init__(root, "keepalived-tuned" if tuned else "keepalived")
         self.net, self.tuned = net, tuned
         self.procs = [None] * 3
-        notify = os.path.join(self.dir, "notify.sh")
-        with open(notify, "w") as f:
-            f.write(NOTIFY)
-        os.chmod(notify, 0o755)
+        self.lock = threading.Lock()
         vip = net.ip[0].rsplit(".", 1)[0] + ".100"
         for i in range(3):
+            fifo = os.path.join(self.dir, f"k{i}.fifo")
+            os.mkfifo(fifo)
+            threading.Thread(target=self._read, args=(i, fifo), daemon=True).start()
             with open(os.path.join(self.dir, f"k{i}.conf"), "w") as f:
                 f.write(f"""global_defs {{
   router_id node{i}
-  script_user root
-  enable_script_security
+  notify_fifo {fifo}
 }}
 vrrp_instance VI_1 {{
   state BACKUP
@@ -108,15 +101,36 @@ vrrp_instance VI_1 {{
   virtual_ipaddress {{
     {vip}/24
   }}
-  notify_master "{notify} {i} master"
-  notify_backup "{notify} {i} backup"
-  notify_fault "{notify} {i} fault"
-  notify_stop "{notify} {i} stop"
 }}
 """)
 
+    def _read(self, i, fifo):
+        while True:
+            with open(fifo) as f:  # reopened whenever a keepalived instance ends
+                for line in f:
+                    parts = line.split()
+                    # MASTER_RX_LOWER_PRI and other events are not state changes
+                    if len(parts) >= 3 and parts[0] == "INSTANCE" and parts[2] in ("MASTER", "BACKUP", "FAULT", "STOP"):
+                        self._transition(i, "active" if parts[2] == "MASTER" else "passive")
+
+    def _transition(self, i, new):
+        with self.lock:
+            if self.state(i) == new:
+                return
+            with open(self.history, "a") as f:
+                f.write(f"{'start' if new == 'active' else 'stop'} {i} - {time.time():.9f}\n")
+            with open(os.path.join(self.dir, f"state.{i}"), "w") as f:
+                f.write(new + "\n")
+
     def start(self, i):
         d = self.dir
+        # keepalived refuses to start while its old pid files name a process that still exists
+        # (a killed child can linger as a zombie here): they are ours, remove them.
+        for suffix in ("pid", "vrrp.pid", "chk.pid"):
+            try:
+                os.remove(os.path.join(d, f"k{i}.{suffix}"))
+            except FileNotFoundError:
+                pass
         out = open(os.path.join(d, f"k{i}.log"), "a")
         self.procs[i] = subprocess.Popen(
             ["ip", "netns", "exec", self.net.ns[i], "keepalived", "--dont-fork", "--log-console", "--vrrp",
@@ -126,7 +140,7 @@ vrrp_instance VI_1 {{
     def crash(self, i):
         os.killpg(self.procs[i].pid, signal.SIGKILL)
         self.procs[i].wait()
-        self.crash_record(i)
+        self._transition(i, "passive")  # its service dies with the node
 
     def stop(self, i):
         self.procs[i].send_signal(signal.SIGTERM)
@@ -145,26 +159,7 @@ class Prom(Side):
         self.net = net
         self.nodes = [Node(i, net, self.dir, prom) for i in range(3)]
         ttl, margin = (1000, 250) if tuned else (5000, 1250)
-        script = os.path.join(self.dir, "ensure.sh")
-        with open(script, "w") as f:
-            f.write(TOY_REPLICA)
-        os.chmod(script, 0o755)
-        with open(os.path.join(self.dir, "prom.conf"), "w") as f:
-            f.write(f"""app-name = "bench"
-replicas = ["0", "1", "2"]
-[store]
-endpoints = [{", ".join(f'"http://{ip}:2379"' for ip in net.ip)}]
-connect-timeout-ms = 300
-[election]
-timeout-ms = {ttl}
-demote-margin-ms = {margin}
-monitor-interval-ms = {min(1000, ttl // 2)}
-[actions]
-timeout-ms = 1000
-retry-backoff-ms = 200
-ensure-active = ["{script}", "%i", "active"]
-ensure-passive = ["{script}", "%i", "passive"]
-""")
+        write_config(self.dir, net, "bench", ttl, margin, min(1000, ttl // 2))
         self.tuned = tuned
         for n in self.nodes:
             n.start_etcd_tuned = tuned

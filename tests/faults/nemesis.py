@@ -140,6 +140,30 @@ class Node:
                 self.promp.wait()
 
 
+def write_config(workdir, net, app, ttl_ms, margin_ms, monitor_ms):
+    """The toy replica script and prom.conf shared by the three nodes (WORKDIR/prom.conf)."""
+    script = os.path.join(workdir, "ensure.sh")
+    with open(script, "w") as f:
+        f.write(TOY_REPLICA)
+    os.chmod(script, 0o755)
+    with open(os.path.join(workdir, "prom.conf"), "w") as f:
+        f.write(f"""app-name = "{app}"
+replicas = ["0", "1", "2"]
+[store]
+endpoints = {json.dumps([f"http://{ip}:2379" for ip in net.ip])}
+connect-timeout-ms = 300
+[election]
+timeout-ms = {ttl_ms}
+demote-margin-ms = {margin_ms}
+monitor-interval-ms = {monitor_ms}
+[actions]
+timeout-ms = 1000
+retry-backoff-ms = 200
+ensure-active = ["{script}", "%i", "active"]
+ensure-passive = ["{script}", "%i", "passive"]
+""")
+
+
 class Suite:
     def __init__(self, a):
         self.a = a
@@ -149,26 +173,7 @@ class Suite:
         self.nodes = [Node(i, self.net, self.dir, a.prom) for i in range(3)]
         self.history = os.path.join(self.dir, "history")
         open(self.history, "w").close()
-        script = os.path.join(self.dir, "ensure.sh")
-        with open(script, "w") as f:
-            f.write(TOY_REPLICA)
-        os.chmod(script, 0o755)
-        with open(os.path.join(self.dir, "prom.conf"), "w") as f:
-            f.write(f"""app-name = "faults"
-replicas = ["0", "1", "2"]
-[store]
-endpoints = {json.dumps([f"http://{ip}:2379" for ip in self.net.ip])}
-connect-timeout-ms = 300
-[election]
-timeout-ms = {TTL_MS}
-demote-margin-ms = {MARGIN_MS}
-monitor-interval-ms = 500
-[actions]
-timeout-ms = 1000
-retry-backoff-ms = 200
-ensure-active = ["{script}", "%i", "active"]
-ensure-passive = ["{script}", "%i", "passive"]
-""")
+        write_config(self.dir, self.net, "faults", TTL_MS, MARGIN_MS, 500)
         self.freeze_windows = []
         self.quorum_loss = []
         self.latency = {k: [] for k in KINDS}
