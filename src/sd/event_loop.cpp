@@ -1,5 +1,6 @@
 #include "sd/event_loop.hpp"
 
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <stdexcept>
@@ -14,6 +15,11 @@ F* attach(sd_event_source* s, F* fn) {
     sd_event_source_set_destroy_callback(s, [](void* p) { delete static_cast<F*>(p); });
     return fn;
 }
+
+// Once the loop has finished (sd_event_exit was dispatched), sd-event refuses new sources
+// with -ESTALE. Teardown still runs callbacks that would arm one (curl removing its handles
+// asks for a timer): there is nothing left to wake, so they get an empty source.
+constexpr int kFinished = -ESTALE;
 
 void check(int r, const char* what) {
     // Failing to add an event source means the loop itself is broken: a bug or resource
@@ -35,42 +41,45 @@ core::TimePoint EventLoop::now() {
 Source EventLoop::addTimer(core::TimePoint at, std::function<void()> cb) {
     sd_event_source* s = nullptr;
     auto usec = static_cast<std::uint64_t>(std::max<std::int64_t>(at.time_since_epoch().count(), 0)) * 1000;
-    check(sd_event_add_time(
-              m_event, &s, CLOCK_MONOTONIC, usec, 1000,
-              [](sd_event_source*, std::uint64_t, void* p) {
-                  (*static_cast<std::function<void()>*>(p))();
-                  return 0;
-              },
-              nullptr),
-          "sd_event_add_time");
+    int r = sd_event_add_time(
+        m_event, &s, CLOCK_MONOTONIC, usec, 1000,
+        [](sd_event_source*, std::uint64_t, void* p) {
+            (*static_cast<std::function<void()>*>(p))();
+            return 0;
+        },
+        nullptr);
+    if (r == kFinished) return Source();
+    check(r, "sd_event_add_time");
     attach(s, new std::function<void()>(std::move(cb)));
     return Source(s);
 }
 
 Source EventLoop::addIo(int fd, std::uint32_t events, std::function<void(std::uint32_t)> cb) {
     sd_event_source* s = nullptr;
-    check(sd_event_add_io(
-              m_event, &s, fd, events,
-              [](sd_event_source*, int, std::uint32_t revents, void* p) {
-                  (*static_cast<std::function<void(std::uint32_t)>*>(p))(revents);
-                  return 0;
-              },
-              nullptr),
-          "sd_event_add_io");
+    int r = sd_event_add_io(
+        m_event, &s, fd, events,
+        [](sd_event_source*, int, std::uint32_t revents, void* p) {
+            (*static_cast<std::function<void(std::uint32_t)>*>(p))(revents);
+            return 0;
+        },
+        nullptr);
+    if (r == kFinished) return Source();
+    check(r, "sd_event_add_io");
     attach(s, new std::function<void(std::uint32_t)>(std::move(cb)));
     return Source(s);
 }
 
 Source EventLoop::addChild(pid_t pid, std::function<void(const siginfo_t&)> cb) {
     sd_event_source* s = nullptr;
-    check(sd_event_add_child(
-              m_event, &s, pid, WEXITED,
-              [](sd_event_source*, const siginfo_t* si, void* p) {
-                  (*static_cast<std::function<void(const siginfo_t&)>*>(p))(*si);
-                  return 0;
-              },
-              nullptr),
-          "sd_event_add_child");
+    int r = sd_event_add_child(
+        m_event, &s, pid, WEXITED,
+        [](sd_event_source*, const siginfo_t* si, void* p) {
+            (*static_cast<std::function<void(const siginfo_t&)>*>(p))(*si);
+            return 0;
+        },
+        nullptr);
+    if (r == kFinished) return Source();
+    check(r, "sd_event_add_child");
     attach(s, new std::function<void(const siginfo_t&)>(std::move(cb)));
     return Source(s);
 }
