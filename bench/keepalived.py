@@ -223,9 +223,11 @@ def partition(side, net, seconds):
     active = side.one_active(20)
     time.sleep(1)
     cut = time.time()
-    net.cut(active)
+    # Blocked at the switch: the port leaves the bridge, the node's link stays up (with the
+    # link down keepalived only enters FAULT).
+    subprocess.run(["ip", "link", "set", net.hostveth[active], "nomaster"], check=True)
     time.sleep(seconds)
-    net.heal(active)
+    subprocess.run(["ip", "link", "set", net.hostveth[active], "master", net.bridge], check=True)
     time.sleep(5)
     # only what began during the partition (keepalived's crash runs flap between equal masters)
     _, overlaps = history_check.check(history_check.parse(side.history))
@@ -237,6 +239,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prom", required=True)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--partition-only", action="store_true", help="skip the failover runs")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, VRRP)")
@@ -248,13 +251,13 @@ def main():
         try:
             k = Keepalived(root, net, tuned)
             log(f"keepalived ({'advert_int 0.1, VRRPv3' if tuned else 'advert_int 1'}): {a.runs} crash + {a.runs} graceful")
-            kc, kg = measure(k, a.runs, 1.0 if not tuned else 0.5)
+            kc, kg = measure(k, 0 if a.partition_only else a.runs, 1.0 if not tuned else 0.5)
             kp = partition(k, net, 10)
             k.stop_all()
             p = Prom(root, net, tuned, a.prom)
             time.sleep(3)  # the etcd cluster forms
             log(f"prom ({'etcd tuned, TTL 1 s' if tuned else 'TTL 5 s'}): {a.runs} crash + {a.runs} graceful")
-            pc, pg = measure(p, a.runs, 1.0 if tuned else 2.0)
+            pc, pg = measure(p, 0 if a.partition_only else a.runs, 1.0 if tuned else 2.0)
             pp = partition(p, net, 10)
             p.stop_all()
             label = "tuned" if tuned else "defaults"
@@ -266,7 +269,7 @@ def main():
     print()
     print("| scenario | keepalived median / p95 ms | prom median / p95 ms | prom / keepalived (median) |")
     print("|---|---|---|---|")
-    for name, k, p in rows:
+    for name, k, p in rows if not a.partition_only else []:
         print(f"| {name} | {statistics.median(k) * 1000:.0f} / {pct(k, 95) * 1000:.0f} | "
               f"{statistics.median(p) * 1000:.0f} / {pct(p, 95) * 1000:.0f} | {statistics.median(p) / statistics.median(k):.2f} |")
     print()
