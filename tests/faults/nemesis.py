@@ -15,7 +15,6 @@ kind, and the fraction of time with an active replica outside quorum loss.
     nemesis.py --prom BUILD/prom --faults N [--seed S] [--summary FILE]
 """
 import argparse
-import json
 import os
 import random
 import signal
@@ -28,7 +27,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import history_check  # noqa: E402
-from harness import ETCD, TOY_REPLICA, log, post, wait_for  # noqa: E402
+from harness import ETCD, TOY_REPLICA, kill_with_actions, log, post, prom_toml, wait_for  # noqa: E402
 
 TTL_MS, MARGIN_MS = 2000, 500
 KINDS = ["kill-prom", "node-crash", "freeze", "partition-active", "partition-passive", "kill-etcd-member",
@@ -118,16 +117,11 @@ class Node:
     def kill_prom(self, with_actions=False):
         if not self.promp or self.promp.poll() is not None:
             return
-        pid = self.prom_pid()
-        os.kill(pid, signal.SIGSTOP)
         if with_actions:
-            for child in sh("pgrep", "-P", str(pid), check=False).stdout.split():
-                try:
-                    os.killpg(int(child), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        os.kill(pid, signal.SIGKILL)
-        self.promp.wait(10)
+            kill_with_actions(self.promp)
+        else:
+            self.promp.kill()
+            self.promp.wait(10)
 
     def stop_prom(self):
         if self.promp and self.promp.poll() is None:
@@ -147,21 +141,8 @@ def write_config(workdir, net, app, ttl_ms, margin_ms, monitor_ms):
         f.write(TOY_REPLICA)
     os.chmod(script, 0o755)
     with open(os.path.join(workdir, "prom.conf"), "w") as f:
-        f.write(f"""app-name = "{app}"
-replicas = ["0", "1", "2"]
-[store]
-endpoints = {json.dumps([f"http://{ip}:2379" for ip in net.ip])}
-connect-timeout-ms = 300
-[election]
-timeout-ms = {ttl_ms}
-demote-margin-ms = {margin_ms}
-monitor-interval-ms = {monitor_ms}
-[actions]
-timeout-ms = 1000
-retry-backoff-ms = 200
-ensure-active = ["{script}", "%i", "active"]
-ensure-passive = ["{script}", "%i", "passive"]
-""")
+        f.write(prom_toml(app, ["0", "1", "2"], [f"http://{ip}:2379" for ip in net.ip], script, timeout_ms=ttl_ms,
+                          monitor_ms=monitor_ms, margin_ms=margin_ms, action_timeout_ms=1000))
 
 
 class Suite:

@@ -268,6 +268,40 @@ exit 2
 """
 
 
+def prom_toml(app, ids, endpoints, script, timeout_ms, monitor_ms, margin_ms, retry_attempts=3, retry_backoff_ms=200,
+              action_timeout_ms=1500):
+    """The prom.conf of the tests: SCRIPT ID active|passive as the actions."""
+    return f"""app-name = "{app}"
+replicas = {json.dumps(ids)}
+[store]
+endpoints = {json.dumps(endpoints)}
+connect-timeout-ms = 300
+[election]
+timeout-ms = {timeout_ms}
+monitor-interval-ms = {monitor_ms}
+demote-margin-ms = {margin_ms}
+[actions]
+retry-attempts = {retry_attempts}
+retry-backoff-ms = {retry_backoff_ms}
+timeout-ms = {action_timeout_ms}
+ensure-active = ["{script}", "%i", "active"]
+ensure-passive = ["{script}", "%i", "passive"]
+"""
+
+
+def kill_with_actions(proc):
+    """kill -9 of a prom and of the actions it is running (each in its own process group)."""
+    proc.send_signal(signal.SIGSTOP)  # frozen first: it cannot start another action meanwhile
+    r = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    for child in r.stdout.split():
+        try:
+            os.killpg(int(child), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.kill()
+    proc.wait(10)
+
+
 class Cluster:
     """N prom daemons on one etcd (or one proxy per replica), with toy replicas."""
 
@@ -308,22 +342,9 @@ class Cluster:
                 with open(os.path.join(d, "config.json"), "w") as f:
                     json.dump(cfg, f, indent=2)
                 continue
-            conf = f"""app-name = "{app}"
-replicas = {json.dumps(self.ids)}
-[store]
-endpoints = {json.dumps(endpoints)}
-connect-timeout-ms = 300
-[election]
-timeout-ms = {timeout_ms}
-monitor-interval-ms = {monitor_ms}
-demote-margin-ms = {margin_ms}
-[actions]
-retry-attempts = {retry_attempts}
-retry-backoff-ms = {retry_backoff_ms}
-timeout-ms = {action_timeout_ms}
-ensure-active = ["{self.script}", "%i", "active"]
-ensure-passive = ["{self.script}", "%i", "passive"]
-"""
+            conf = prom_toml(app, self.ids, endpoints, self.script, timeout_ms=timeout_ms, monitor_ms=monitor_ms,
+                             margin_ms=margin_ms, retry_attempts=retry_attempts, retry_backoff_ms=retry_backoff_ms,
+                             action_timeout_ms=action_timeout_ms)
             if restart_prom:
                 # Records the request; the test itself restarts the peer.
                 conf += ('restart-prom = ["/bin/sh", "-c", "echo restart %i $(date +%s.%N) >> ' +
@@ -354,15 +375,7 @@ ensure-passive = ["{self.script}", "%i", "passive"]
 
     def crash_node(self, i):
         """Node crash: prom, any action it is running (own process groups) and the service die."""
-        p = self.procs[i]
-        p.send_signal(signal.SIGSTOP)  # frozen first: it cannot start another action meanwhile
-        r = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True)
-        for child in r.stdout.split():
-            try:
-                os.killpg(int(child), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        self.kill(i)
+        kill_with_actions(self.procs[i])
         self.crash_replica(i)
 
     def crash_replica(self, i):
