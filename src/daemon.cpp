@@ -5,12 +5,16 @@
 #include <csignal>
 #include <deque>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "actions/unit_runner.hpp"
 #include "api/dbus_replica.hpp"
 #include "common/log.hpp"
 #include "core/election.hpp"
+#include "daemon/action_driver.hpp"
+#include "daemon/status_publisher.hpp"
+#include "daemon/store_driver.hpp"
 #include "sd/event_loop.hpp"
 #include "sd/notifier.hpp"
 #include "store/etcd.hpp"
@@ -79,6 +83,23 @@ core::Params paramsFor(const config::Config& c, const std::string& id, bool pass
     return p;
 }
 
+/** The lease file: "LEASE [DEADLINE_MS]" where the deadline is on the daemon's monotonic clock
+ *  (it survives a restart of prom, not of the machine, as $RUNTIME_DIRECTORY does). */
+struct PersistedLease {
+    std::int64_t lease = 0;
+    std::optional<core::TimePoint> deadline;
+};
+
+PersistedLease parseLeaseFile(const std::string& text) {
+    PersistedLease p;
+    std::istringstream in(text);
+    long long lease = 0, deadline = 0;
+    if (!(in >> lease) || lease <= 0) return p;
+    p.lease = lease;
+    if (in >> deadline && deadline > 0) p.deadline = core::TimePoint(core::Duration(deadline));
+    return p;
+}
+
 class Daemon {
 public:
     Daemon(const DaemonOptions& o, config::Config c)
@@ -88,8 +109,10 @@ public:
                                             m_config.store.keyFile}),
           m_runner(m_loop),
           m_election(paramsFor(m_config, o.id, o.startPassive)),
-          m_runtimeDir(runtimeDirectory(o.id)) {
-        if (m_config.store.backend == config::Backend::Music) {
+          m_runtimeDir(runtimeDirectory(o.id)),
+          m_status(statusSinks()) {
+        const bool music = m_config.store.backend == config::Backend::Music;
+        if (music) {
             store::MusicSettings ms;
             for (const auto& l : m_config.store.endpoints) ms.locations.push_back(store::musicBaseUrl(l, m_config.store.musicVersion));
             ms.app = m_config.appName;
@@ -105,18 +128,24 @@ public:
             ms.peerTimeout = m_config.election.timeout;
             ms.pollInterval = m_config.election.monitorInterval;
             m_store = std::make_unique<store::Music>(m_loop, m_http, ms);
-            return;
+        } else {
+            store::EtcdSettings es;
+            es.endpoints = m_config.store.endpoints;
+            es.prefix = m_config.store.prefix;
+            es.app = m_config.appName;
+            es.self = o.id;
+            es.user = m_config.store.userid;
+            if (!es.user.empty()) es.password = storePassword(m_config.store);
+            auto ttl = core::Duration(config::leaseTtlSeconds(m_config.election) * 1000);
+            es.requestTimeout = std::clamp<std::chrono::milliseconds>(ttl / 3, 500ms, 2000ms);
+            m_store = std::make_unique<store::Etcd>(m_loop, m_http, es);
         }
-        store::EtcdSettings es;
-        es.endpoints = m_config.store.endpoints;
-        es.prefix = m_config.store.prefix;
-        es.app = m_config.appName;
-        es.self = o.id;
-        es.user = m_config.store.userid;
-        if (!es.user.empty()) es.password = storePassword(m_config.store);
-        auto ttl = core::Duration(config::leaseTtlSeconds(m_config.election) * 1000);
-        es.requestTimeout = std::clamp<std::chrono::milliseconds>(ttl / 3, 500ms, 2000ms);
-        m_store = std::make_unique<store::Etcd>(m_loop, m_http, es);
+        auto feed = [this](core::Event e) { this->feed(std::move(e)); };
+        m_storeDriver = std::make_unique<daemon::StoreDriver>(
+            *m_store, music ? "MUSIC" : "etcd", feed, [] { return sd::EventLoop::now(); },
+            [this](bool healthy, const std::string& error) { m_status.storeHealth(healthy, error); });
+        m_actionDriver = std::make_unique<daemon::ActionDriver>(
+            m_runner, m_config, o.id, feed, [this](unsigned long long usec) { m_notifier.extendTimeout(usec); });
     }
 
     int run() {
@@ -139,20 +168,50 @@ public:
         m_signals.push_back(m_loop.addSignal(SIGHUP, [this] { reload(); }));
         armWatchdog();
         mkdirs(m_runtimeDir);
-        std::int64_t persisted = json::parseInt(readFile(leaseFile())).value_or(0);
+        PersistedLease persisted = parseLeaseFile(readFile(leaseFile()));
         const bool music = m_config.store.backend == config::Backend::Music;
+        std::string previous;
+        if (persisted.lease)
+            previous = ", checking lease " + std::to_string(persisted.lease) + " of the previous run" +
+                       (persisted.deadline ? " (it may have left the service active)" : "");
         log::info("prom " + m_options.id + " of " + m_config.appName + " starting: " + (music ? "MUSIC " : "etcd ") +
                   m_config.store.endpoints.front() + ", " + (music ? "timeout " : "lease TTL ") +
                   (music ? std::to_string(m_config.election.timeout.count()) + " ms"
                          : std::to_string(config::leaseTtlSeconds(m_config.election)) + " s") +
-                  (persisted ? ", checking lease " + std::to_string(persisted) + " of the previous run" : ""));
-        feed(core::Start{persisted});
+                  previous);
+        feed(core::Start{persisted.lease, persisted.deadline});
         int r = m_loop.run();
         return r < 0 ? 1 : r;
     }
 
 private:
     std::string leaseFile() const { return m_runtimeDir + "/lease"; }
+
+    daemon::StatusSinks statusSinks() {
+        daemon::StatusSinks s;
+        s.properties = [this](const daemon::Status& st) {
+            if (!m_api) return;
+            api::ReplicaState r;
+            r.role = st.role;
+            r.leader = st.leader;
+            r.fencingToken = st.fencingToken;
+            r.storeHealthy = st.storeHealthy;
+            r.paused = st.paused;
+            r.lastTransitionUSec = st.lastTransitionUSec;
+            r.lastError = st.lastError;
+            m_api->update(r);
+        };
+        s.roleChanged = [this](const std::string& oldRole, const std::string& newRole, std::uint64_t token) {
+            if (m_api) m_api->roleChanged(oldRole, newRole, token);
+        };
+        s.notify = [this](const std::string& line) { m_notifier.send(line); };
+        s.realtimeUsec = [] {
+            timespec ts{};
+            clock_gettime(CLOCK_REALTIME, &ts);
+            return static_cast<std::uint64_t>(ts.tv_sec) * 1000000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
+        };
+        return s;
+    }
 
     void stop(const char* why) {
         log::notice(std::string("received ") + why + ", stopping");
@@ -172,7 +231,9 @@ private:
                 log::warning("reload: changes to app-name, replicas, [store] and [election] take effect at the next restart");
             m_config.actions = r.config->actions;
             m_config.replica = r.config->replica;
-            log::notice("reload: actions reloaded from " + r.config->path);
+            // Retries, backoff, priorities and restart-prom peers apply now (prom.conf(5)).
+            m_election.reconfigure(paramsFor(m_config, m_options.id, m_options.startPassive));
+            log::notice("reload: actions, retries and restart-prom peers reloaded from " + r.config->path);
         }
         m_notifier.ready();
     }
@@ -187,14 +248,16 @@ private:
                     return {api::kErrorInvalidArgs, "\"" + target + "\" is not another replica of " + m_config.appName};
                 case core::RequestResult::Accepted: break;
             }
-            if (!m_storeHealthy) return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_lastError};
+            if (!m_storeDriver->healthy())
+                return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
             feed(core::SwitchoverRequest{target});
             return {};
         };
         h.resign = [this]() -> api::Verdict {
             log::notice("D-Bus: Resign() requested");
             if (m_election.canResign() != core::RequestResult::Accepted) return notActive();
-            if (!m_storeHealthy) return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_lastError};
+            if (!m_storeDriver->healthy())
+                return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
             feed(core::ResignRequest{});
             return {};
         };
@@ -218,36 +281,18 @@ private:
         if (!usec) return;
         auto period = std::chrono::microseconds(usec / 2);
         m_watchdog = m_loop.addTimer(sd::EventLoop::now() + std::chrono::duration_cast<core::Duration>(period), [this] {
-            auto stalledFor = sd::EventLoop::now() - m_lastStoreReply;
+            core::TimePoint last = m_storeDriver->lastReply();
+            auto stalledFor = sd::EventLoop::now() - last;
             auto bound = 2 * core::Duration(config::leaseTtlSeconds(m_config.election) * 1000);
-            if (m_lastStoreReply == core::TimePoint{} || stalledFor < bound)
+            if (last == core::TimePoint{} || stalledFor < bound) {
                 m_notifier.watchdog();
-            else if (!m_watchdogWarned) {
+                m_watchdogWarned = false;
+            } else if (!m_watchdogWarned) {
                 m_watchdogWarned = true;
                 log::error("no reply from the store for " + std::to_string(stalledFor.count()) + " ms: stalled I/O, watchdog pings stop");
             }
             armWatchdog();
         });
-    }
-
-    void storeOk(bool ok, const std::string& error = "") {
-        m_lastStoreReply = sd::EventLoop::now();
-        m_watchdogWarned = false;
-        m_storeHealthy = ok;
-        if (!ok) m_lastError = error;
-    }
-
-    void publishState() {
-        if (!m_api) return;
-        api::ReplicaState s;
-        s.role = core::toString(m_election.role());
-        s.leader = m_election.leader();
-        s.fencingToken = static_cast<std::uint64_t>(m_election.token());
-        s.storeHealthy = m_storeHealthy;
-        s.paused = m_election.paused();
-        s.lastTransitionUSec = m_lastTransitionUSec;
-        s.lastError = m_lastError;
-        m_api->update(s);
     }
 
     void feed(core::Event event) {
@@ -260,7 +305,7 @@ private:
             for (auto& effect : m_election.handle(sd::EventLoop::now(), e)) apply(effect);
         }
         m_feeding = false;
-        publishState();
+        m_status.refresh(m_election);
         if (auto next = m_election.nextWakeup())
             m_wake = m_loop.addTimer(*next, [this] { feed(core::Tick{}); });
         else
@@ -268,178 +313,27 @@ private:
     }
 
     void apply(const core::Effect& effect) {
-        std::visit([this](const auto& e) { on(e); }, effect);
+        if (m_storeDriver->apply(effect) || m_actionDriver->apply(effect) || m_status.apply(effect)) return;
+        if (auto* p = std::get_if<core::PersistLease>(&effect)) return persist(*p);
+        if (std::holds_alternative<core::Exit>(effect)) {
+            log::notice("stopped");
+            m_loop.exit(0);
+        }
     }
 
-    void on(const core::GrantLease& e) {
-        auto sent = sd::EventLoop::now();
-        m_store->grantLease(e.ttl, [this, sent](Result<store::Lease> r) {
-            storeOk(r.ok(), r ? "" : r.error().message);
-            if (!r) {
-                log::warning("lease grant failed: " + r.error().message);
-                return feed(core::LeaseRequestFailed{0, r.error().message});
-            }
-            log::info("lease " + std::to_string(r->id) + " granted, TTL " + std::to_string(r->ttl.count() / 1000) + " s");
-            feed(core::LeaseGranted{r->id, r->ttl, sent});
-        });
-    }
-    void on(const core::KeepAlive& e) {
-        auto sent = sd::EventLoop::now();
-        std::int64_t lease = e.lease;
-        m_store->keepAlive(lease, [this, sent, lease](Result<std::optional<core::Duration>> r) {
-            storeOk(r.ok(), r ? "" : r.error().message);
-            if (!r) {
-                log::warning("keepalive failed: " + r.error().message);
-                return feed(core::LeaseRequestFailed{lease, r.error().message});
-            }
-            if (!r.value()) {
-                log::warning("lease " + std::to_string(lease) + " no longer exists in etcd");
-                return feed(core::LeaseLost{lease});
-            }
-            feed(core::KeepaliveAcked{lease, *r.value(), sent});
-        });
-    }
-    void on(const core::RevokeLease& e) {
-        std::int64_t lease = e.lease;
-        m_store->revokeLease(lease, [lease](Result<Ok> r) {
-            if (!r) log::debug("revoking lease " + std::to_string(lease) + " failed: " + r.error().message);
-        });
-    }
-    void on(const core::PersistLease& e) {
+    void persist(const core::PersistLease& e) {
         std::string tmp = leaseFile() + ".tmp";
         {
             std::ofstream out(tmp, std::ios::trunc);
-            if (e.lease) out << e.lease << "\n";
+            if (e.lease) out << e.lease;
+            if (e.lease && e.deadline) out << " " << e.deadline->time_since_epoch().count();
+            out << "\n";
             if (!out) {
                 log::warning("cannot write " + tmp + ": a restart of prom will fail over instead of resuming");
                 return;
             }
         }
         std::rename(tmp.c_str(), leaseFile().c_str());
-    }
-    void on(const core::ReadLeader&) {
-        m_store->readLeader([this](Result<core::LeaderRead> r) {
-            storeOk(r.ok(), r ? "" : r.error().message);
-            if (!r) {
-                log::warning("reading the leader key failed: " + r.error().message);
-                return feed(core::StoreRequestFailed{core::StoreRequestFailed::What::Read, r.error().message});
-            }
-            feed(r.value());
-        });
-    }
-    void on(const core::Campaign& e) {
-        m_store->campaign(e.lease, [this](Result<core::CampaignResult> r) {
-            storeOk(r.ok(), r ? "" : r.error().message);
-            if (!r) {
-                log::warning("campaign failed: " + r.error().message);
-                return feed(core::StoreRequestFailed{core::StoreRequestFailed::What::Campaign, r.error().message});
-            }
-            feed(r.value());
-        });
-    }
-    void on(const core::Watch& e) {
-        m_store->watchLeader(
-            e.fromRevision, [this](const core::WatchEvent& ev) { feed(ev); },
-            [this](const std::string& why) {
-                log::info("leader watch closed (" + why + "); re-reading");
-                feed(core::WatchBroken{why});
-            });
-    }
-    void on(const core::DeleteLeader& e) {
-        m_store->deleteLeader(e.createRevision, [this](Result<Ok> r) {
-            if (!r) {
-                log::warning(r.error().message);
-                return feed(core::StoreRequestFailed{core::StoreRequestFailed::What::Resign, r.error().message});
-            }
-            feed(core::ResignDone{});
-        });
-    }
-    void on(const core::MarkHandover& e) {
-        m_store->markHandover(e.createRevision, e.lease, e.target, [this](Result<Ok> r) {
-            if (!r) {
-                log::warning("naming the switchover target in the leader key failed: " + r.error().message);
-                return feed(core::StoreRequestFailed{core::StoreRequestFailed::What::Handover, r.error().message});
-            }
-            feed(core::HandoverMarked{});
-        });
-    }
-    void on(const core::PutMember& e) {
-        m_store->putMember(e.lease, [](Result<Ok> r) {
-            if (!r) log::warning("writing the member key failed: " + r.error().message);
-        });
-    }
-    void on(const core::ReadMembers&) {
-        m_store->readMembers([this](Result<std::vector<std::string>> r) {
-            if (!r) {
-                log::debug("reading member keys failed: " + r.error().message);
-                return feed(core::StoreRequestFailed{core::StoreRequestFailed::What::Members, r.error().message});
-            }
-            feed(core::MembersRead{r.value()});
-        });
-    }
-    void on(const core::RunAction& e) {
-        const auto& s = m_config.settingsOf(m_options.id);
-        const config::Action& action = e.kind == core::ActionKind::EnsureActive    ? s.ensureActive
-                                       : e.kind == core::ActionKind::EnsurePassive ? s.ensurePassive
-                                                                                   : m_config.settingsOf(e.peer).restartProm;
-        if (e.kind == core::ActionKind::RestartPeer)
-            log::warning("replica " + e.peer + " has had no member key for longer than the timeout: running restart-prom");
-        std::map<std::string, std::string> env{{"PROM_ROLE", core::toString(e.role)},
-                                               {"PROM_PEER_ID", e.peer},
-                                               {"PROM_REPLICA_ID", m_options.id},
-                                               {"PROM_APP", m_config.appName},
-                                               {"PROM_LEADER", e.leader},
-                                               {"PROM_FENCING_TOKEN", std::to_string(e.token)}};
-        std::string name = core::toString(e.kind);
-        auto kind = e.kind;
-        if (e.role == core::Role::Starting || e.role == core::Role::Stopping)
-            // sd_notify(3): a slow action at start or stop must not hit TimeoutStartSec/StopSec.
-            m_notifier.extendTimeout(static_cast<unsigned long long>(m_config.actions.timeout.count() + 5000) * 1000);
-        log::debug("running " + name + ": " + action.describe());
-        m_runner.run(name, action, env, m_config.actions.timeout,
-                     [this, kind, name](core::ActionOutcome outcome, const std::string& detail) {
-                         bool ok = outcome == core::ActionOutcome::AlreadyInMode || outcome == core::ActionOutcome::Switched;
-                         if (!ok && outcome != core::ActionOutcome::Cancelled) log::warning(name + " failed: " + detail);
-                         else if (outcome == core::ActionOutcome::Switched) log::info(name + ": " + detail);
-                         feed(core::ActionFinished{kind, outcome, detail});
-                     });
-    }
-    void on(const core::CancelAction&) { m_runner.cancel(); }
-    void on(const core::PublishRole& e) {
-        std::string token = std::to_string(e.token);
-        log::setContext("PROM_ROLE", core::toString(e.role));
-        log::write(log::Level::Notice,
-                   std::string("role ") + core::toString(m_lastRole) + " -> " + core::toString(e.role) + " (token " + token +
-                       ", leader " + (e.leader.empty() ? "none" : e.leader) + "): " + e.reason,
-                   {{"MESSAGE_ID", log::kRoleChangedMessageId},
-                    {"PROM_FENCING_TOKEN", token},
-                    {"PROM_OLD_ROLE", core::toString(m_lastRole)}});
-        std::string oldRole = core::toString(m_lastRole);
-        m_lastRole = e.role;
-        timespec ts{};
-        clock_gettime(CLOCK_REALTIME, &ts);
-        m_lastTransitionUSec = static_cast<std::uint64_t>(ts.tv_sec) * 1000000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
-        if (m_api) {
-            publishState();
-            m_api->roleChanged(oldRole, core::toString(e.role), static_cast<std::uint64_t>(e.token));
-        }
-        m_notifier.status(std::string(core::toString(e.role)) + ", leader " + (e.leader.empty() ? "none" : e.leader) +
-                          ", token " + token);
-        if (!m_ready && (e.role == core::Role::Passive || e.role == core::Role::Active)) {
-            m_ready = true;
-            m_notifier.ready();
-        }
-    }
-    void on(const core::PublishLeader& e) {
-        log::info("leader is " + (e.leader.empty() ? std::string("none") : e.leader) + " (token " + std::to_string(e.token) + ")");
-    }
-    void on(const core::PublishError& e) {
-        log::warning(e.message);
-        m_lastError = e.message;
-    }
-    void on(const core::Exit&) {
-        log::notice("stopped");
-        m_loop.exit(0);
     }
 
     DaemonOptions m_options;
@@ -451,20 +345,17 @@ private:
     core::Election m_election;
     sd::Notifier m_notifier;
     std::string m_runtimeDir;
+    daemon::StatusPublisher m_status;
+    std::unique_ptr<daemon::StoreDriver> m_storeDriver;
+    std::unique_ptr<daemon::ActionDriver> m_actionDriver;
     std::vector<sd::Source> m_signals;
     std::unique_ptr<api::BusConnection> m_bus;
     std::unique_ptr<api::DbusReplica> m_api;
-    bool m_storeHealthy = false;
     sd::Source m_watchdog;
-    core::TimePoint m_lastStoreReply{};
     bool m_watchdogWarned = false;
-    std::string m_lastError;
-    std::uint64_t m_lastTransitionUSec = 0;
     sd::Source m_wake;
     std::deque<core::Event> m_pending;
     bool m_feeding = false;
-    bool m_ready = false;
-    core::Role m_lastRole = core::Role::Starting;
 };
 
 }  // namespace

@@ -27,13 +27,41 @@ const char* toString(ActionKind k) {
 
 Election::Election(Params p) : m_p(std::move(p)) {}
 
+void Election::reconfigure(const Params& p) {
+    Params n = p;
+    n.self = m_p.self;
+    n.requestedTtl = m_p.requestedTtl;
+    n.demoteMargin = m_p.demoteMargin;
+    m_p = std::move(n);
+    auto known = [this](const std::string& peer) {
+        return std::find(m_p.restartablePeers.begin(), m_p.restartablePeers.end(), peer) != m_p.restartablePeers.end();
+    };
+    std::erase_if(m_missingSince, [&](const auto& kv) { return !known(kv.first); });
+    std::erase_if(m_nextRestart, [&](const auto& kv) { return !known(kv.first); });
+    std::erase_if(m_restartQueue, [&](const std::string& peer) { return !known(peer); });
+}
+
+std::int64_t Election::currentLease() const {
+    if (auto* h = std::get_if<LeaseHeld>(&m_lease)) return h->id;
+    return 0;
+}
+
+std::optional<std::int64_t> Election::heldToken() const {
+    if (auto* l = std::get_if<Leading>(&m_leadership)) return l->token;
+    if (auto* h = std::get_if<HandingOver>(&m_leadership)) return h->token;
+    return std::nullopt;
+}
+
 std::optional<TimePoint> Election::deadline() const {
-    if (!m_lease || m_ttl.count() == 0) return std::nullopt;
-    return m_lastAckSent + m_ttl - m_p.demoteMargin;
+    auto* h = std::get_if<LeaseHeld>(&m_lease);
+    if (!h) return std::nullopt;
+    return h->lastAckSent + h->ttl - m_p.demoteMargin;
 }
 
 RequestResult Election::canResign() const {
-    return m_held && (m_role == Role::Active || m_role == Role::Promoting) ? RequestResult::Accepted : RequestResult::NotActive;
+    return std::holds_alternative<Leading>(m_leadership) && (m_role == Role::Active || m_role == Role::Promoting)
+               ? RequestResult::Accepted
+               : RequestResult::NotActive;
 }
 
 RequestResult Election::canSwitchover(const std::string& target, const std::vector<std::string>& replicas) const {
@@ -45,13 +73,20 @@ RequestResult Election::canSwitchover(const std::string& target, const std::vect
 std::vector<Effect> Election::handle(TimePoint now, const Event& event) {
     m_out.clear();
     m_now = now;
-    onEvent(now, event);
-    // The deadline is checked after every event and before anything is driven, so that a late
-    // reply (a keepalive ack or a campaign win arriving after the deadline) cannot extend it.
-    checkDeadline(now);
-    evaluateOwnership(now);
-    drive(now);
+    // A deadline that passed before this event was due at its own time (the daemon's timer may
+    // fire late): demote first, so that a late reply cannot extend leadership retroactively.
+    checkDeadlines();
+    std::visit([this](const auto& e) { on(e); }, event);
+    checkDeadlines();
+    evaluateOwnership();
+    drive();
     return std::move(m_out);
+}
+
+bool Election::stale(RequestId got, RequestId current) {
+    if (got != 0 && got == current) return false;
+    ++m_staleReplies;
+    return true;
 }
 
 void Election::setRole(Role r, const std::string& reason) {
@@ -73,47 +108,42 @@ void Election::learnLeader(const LeaderKey& key) {
     if (changed) emit(PublishLeader{key.exists ? key.holder : "", m_token});
 }
 
+void Election::persist() {
+    std::int64_t lease = currentLease();
+    if (auto* r = std::get_if<Resuming>(&m_lease)) lease = r->id;
+    emit(PersistLease{lease, m_serviceDeadline});
+}
+
 void Election::queueAction(ActionKind k) {
-    if (m_running == k) {
+    if (m_running && m_running->kind == k) {
         // Already running, but it may have started before the state changed: run it once more.
         m_queued = k;
         return;
     }
-    if (m_running && *m_running != k) emit(CancelAction{});
+    if (m_running) emit(CancelAction{});
     m_queued = k;
 }
 
 void Election::startAction(ActionKind k, const std::string& peer) {
-    m_running = k;
+    m_running = Running{k, next()};
     if (k != ActionKind::RestartPeer) m_nextEnsureAt.reset();
-    emit(RunAction{k, m_role, m_leader.exists ? m_leader.holder : "", m_token, peer});
-}
-
-void Election::onMembers(TimePoint now, const MembersRead& m) {
-    m_membersInFlight = false;
-    if (!m_held || m_role != Role::Active) return;
-    for (const auto& peer : m_p.restartablePeers) {
-        bool present = std::find(m.present.begin(), m.present.end(), peer) != m.present.end();
-        if (present) {
-            m_missingSince.erase(peer);
-            continue;
-        }
-        auto [it, first] = m_missingSince.emplace(peer, now);
-        if (first || now - it->second < m_p.requestedTtl) continue;
-        auto next = m_nextRestart.find(peer);
-        if (next != m_nextRestart.end() && now < next->second) continue;
-        // Rate-limited: one restart per peer per backoff, never piling up (PROM started a new
-        // thread per dead peer on every loop).
-        m_nextRestart[peer] = now + m_p.restartPeerBackoff;
-        if (std::find(m_restartQueue.begin(), m_restartQueue.end(), peer) == m_restartQueue.end())
-            m_restartQueue.push_back(peer);
+    if (k == ActionKind::EnsureActive) {
+        // From now on the service may be active: a prom restarted before ensure-passive has
+        // finished must be passive by this deadline (persisted before the action starts).
+        m_serviceDeadline = deadline();
+        persist();
     }
+    emit(RunAction{k, m_role, m_leader.exists ? m_leader.holder : "", m_token, peer, m_running->req});
 }
 
-void Election::loseLeadership(TimePoint, const std::string& reason, bool abandonLease) {
-    m_held = 0;
-    m_resignPending = false;
-    m_readyToDelete = false;
+void Election::settlePassive() {
+    if (m_settled) return;
+    m_settled = true;
+    queueAction(ActionKind::EnsurePassive);
+}
+
+void Election::loseLeadership(const std::string& reason, bool abandonLease) {
+    m_leadership = NotLeader{};
     m_failures = 0;
     m_restartQueue.clear();
     m_missingSince.clear();
@@ -122,46 +152,283 @@ void Election::loseLeadership(TimePoint, const std::string& reason, bool abandon
     // match the stale knowledge at once).
     m_leaderKnown = false;
     m_readWanted = true;
-    if (m_role == Role::Active || m_role == Role::Promoting || m_role == Role::Demoting || m_role == Role::Stopping) {
+    bool demoting = m_role == Role::Active || m_role == Role::Promoting || m_role == Role::Demoting || m_role == Role::Stopping;
+    if (demoting) {
         setRole(m_stopping ? Role::Stopping : Role::Demoting, reason);
         queueAction(ActionKind::EnsurePassive);
     }
-    if (abandonLease && m_lease) {
-        // The lease may still live in the store (we only lost contact); revoking it frees the
-        // leader key at once when the store is reachable, else it expires on its own.
-        emit(RevokeLease{m_lease});
-        emit(PersistLease{0});
-        m_lease = 0;
-        m_ttl = Duration{0};
-        m_leaseRequestInFlight = false;
+    if (abandonLease) {
+        if (auto* h = std::get_if<LeaseHeld>(&m_lease)) {
+            // The lease may still live in the store (we only lost contact). Revoking it frees the
+            // leader key at once when the store is reachable, so it waits until ensure-passive
+            // has finished: a peer must not start while this service still runs.
+            if (demoting) m_abandoned = h->id;
+            else emit(RevokeLease{h->id});
+            m_lease = NoLease{};
+            persist();
+        }
     }
 }
 
-void Election::checkDeadline(TimePoint now) {
-    if (!m_held) return;
-    auto d = deadline();
-    if (!d || now >= *d)
-        loseLeadership(now, "lease deadline passed: no keepalive acknowledged for TTL - margin (store unreachable?)", true);
+void Election::handOver(const std::string& target, Role role, const std::string& reason) {
+    auto* l = std::get_if<Leading>(&m_leadership);
+    if (!l) return;
+    m_leadership = HandingOver{HandingOver::Step::Demote, l->token, l->lease, target, 0, std::nullopt};
+    m_failures = 0;
+    setRole(role, reason);
+    queueAction(ActionKind::EnsurePassive);
 }
 
-void Election::evaluateOwnership(TimePoint now) {
-    if (m_held || !m_leaderKnown || !m_leader.exists || !m_lease) return;
-    if (m_leader.holder != m_p.self || m_leader.lease != m_lease || m_resignPending || m_stopping) return;
+void Election::checkDeadlines() {
+    if (!m_started || m_exited) return;
+    if (heldToken()) {
+        auto d = deadline();
+        if (!d || m_now >= *d)
+            loseLeadership("lease deadline passed: no keepalive acknowledged for TTL - margin (store unreachable?)", true);
+    }
+    if (!m_settled && m_startDeadline && m_now >= *m_startDeadline && !heldToken()) {
+        // No answer from the store in time to prove this replica still holds the leader key.
+        emit(PublishError{"store did not answer at start in time to resume: starting passive"});
+        settlePassive();
+    }
+}
+
+void Election::evaluateOwnership() {
+    if (heldToken() || !m_leaderKnown || !m_leader.exists || m_stopping) return;
+    std::int64_t lease = currentLease();
+    if (!lease || m_leader.holder != m_p.self || m_leader.lease != lease) return;
+    // A key this replica resigned stays resigned: a watch event older than the delete (its
+    // handover mark, say) may arrive after ResignDone.
+    if (m_leader.createRevision <= m_resignedToken) return;
     // The leader key is ours, on our live lease: either prom restarted while active (resume
-    // without failover) or a campaign whose reply was lost did commit.
-    m_held = m_leader.createRevision;
-    m_token = std::max(m_token, m_held);
+    // without failover) or a campaign whose reply was lost (or not yet seen) did commit.
+    m_leadership = Leading{m_leader.createRevision, lease};
+    m_token = std::max(m_token, m_leader.createRevision);
+    std::string token = std::to_string(m_leader.createRevision);
     if (!m_settled) {
         m_settled = true;
-        setRole(Role::Active, "resumed: this replica still holds the leader key with token " + std::to_string(m_held));
-        m_nextEnsureAt = now;
+        setRole(Role::Active, "resumed: this replica still holds the leader key with token " + token);
+        m_serviceDeadline = deadline();
+        persist();
+        m_nextEnsureAt = m_now;
     } else {
-        setRole(Role::Promoting, "holds the leader key with token " + std::to_string(m_held));
+        setRole(Role::Promoting, "holds the leader key with token " + token);
         queueAction(ActionKind::EnsureActive);
     }
 }
 
-void Election::onActionFinished(TimePoint now, const ActionFinished& f) {
+// ---- events -------------------------------------------------------------------------------
+
+void Election::on(const Start& e) {
+    m_started = true;
+    m_startDeadline = m_now + (m_p.requestedTtl - m_p.demoteMargin);
+    if (e.persistedDeadline) {
+        // The previous run may have left the service active: passive by its deadline at the
+        // latest, unless the store confirms the leader key first.
+        m_startDeadline = std::min(*m_startDeadline, *e.persistedDeadline);
+        m_serviceDeadline = e.persistedDeadline;
+    }
+    if (e.persistedLease) {
+        m_lease = Resuming{e.persistedLease, next()};
+        emit(KeepAlive{e.persistedLease, std::get<Resuming>(m_lease).req});
+    }
+    // Nothing to resume: the previous run left the service passive (or there was none).
+    if (!e.persistedDeadline) settlePassive();
+}
+
+void Election::on(const LeaseGranted& e) {
+    auto* g = std::get_if<Granting>(&m_lease);
+    if (!g || stale(e.req, g->req)) return;
+    m_leaseRetryAt.reset();
+    if (m_stopping) {
+        emit(RevokeLease{e.lease});
+        m_lease = NoLease{};
+        return;
+    }
+    // Never trust a TTL above the one asked for: a longer one would move the local deadline
+    // beyond what the operator configured (and a hostile value beyond any bound).
+    Duration ttl = std::clamp(e.ttl, Duration{0}, m_p.requestedTtl);
+    m_lease = LeaseHeld{e.lease, ttl, e.sentAt, e.sentAt + ttl / 3, 0};
+    persist();
+    emit(PutMember{e.lease});
+}
+
+void Election::on(const KeepaliveAcked& e) {
+    Duration ttl = std::clamp(e.ttl, Duration{0}, m_p.requestedTtl);
+    if (auto* r = std::get_if<Resuming>(&m_lease)) {
+        if (stale(e.req, r->req) || e.lease != r->id) return;
+        m_leaseRetryAt.reset();
+        m_lease = LeaseHeld{r->id, ttl, e.sentAt, e.sentAt + ttl / 3, 0};
+        return;
+    }
+    auto* h = std::get_if<LeaseHeld>(&m_lease);
+    if (!h || stale(e.req, h->keepalive) || e.lease != h->id) return;
+    m_leaseRetryAt.reset();
+    h->keepalive = 0;
+    h->ttl = ttl;
+    h->lastAckSent = std::max(h->lastAckSent, e.sentAt);
+    h->nextKeepalive = e.sentAt + ttl / 3;
+    if (heldToken() && m_serviceDeadline) {
+        m_serviceDeadline = deadline();
+        persist();
+    }
+}
+
+void Election::on(const LeaseLost& e) {
+    if (auto* r = std::get_if<Resuming>(&m_lease)) {
+        if (stale(e.req, r->req)) return;
+        m_lease = NoLease{};
+        persist();
+        settlePassive();  // the previous run's lease, and with it its leader key, is gone
+        return;
+    }
+    auto* h = std::get_if<LeaseHeld>(&m_lease);
+    if (!h || stale(e.req, h->keepalive)) return;
+    m_lease = NoLease{};
+    if (heldToken()) loseLeadership("the lease expired in the store", false);
+    persist();
+}
+
+void Election::on(const LeaseRequestFailed& e) {
+    if (auto* g = std::get_if<Granting>(&m_lease)) {
+        if (stale(e.req, g->req)) return;
+        m_lease = NoLease{};
+        m_leaseRetryAt = m_now + m_p.storeRetry;
+    } else if (auto* r = std::get_if<Resuming>(&m_lease)) {
+        if (stale(e.req, r->req)) return;
+        r->req = 0;
+        m_leaseRetryAt = m_now + m_p.storeRetry;
+    } else if (auto* h = std::get_if<LeaseHeld>(&m_lease)) {
+        if (stale(e.req, h->keepalive)) return;
+        h->keepalive = 0;
+        m_leaseRetryAt = m_now + std::min(m_p.storeRetry, h->ttl / 6);
+    } else {
+        ++m_staleReplies;
+    }
+}
+
+void Election::on(const LeaderRead& e) {
+    if (stale(e.req, m_read)) return;
+    m_read = 0;
+    m_readRetryAt.reset();
+    if (e.revision < m_revision) {
+        // A member behind what this replica has already seen: ask again rather than step back.
+        ++m_staleReplies;
+        m_readRetryAt = m_now + m_p.storeRetry;
+        return;
+    }
+    m_readWanted = false;
+    m_revision = e.revision;
+    if (auto t = heldToken(); t && (!e.key.exists || e.key.createRevision != *t))
+        loseLeadership("the leader key is no longer ours", false);
+    learnLeader(e.key);
+    if (!m_watch) {
+        m_watch = next();
+        emit(Watch{e.revision + 1, m_watch});
+    }
+    std::int64_t resuming = 0;
+    if (auto* r = std::get_if<Resuming>(&m_lease)) resuming = r->id;
+    bool maybeOurs = e.key.exists && e.key.holder == m_p.self && e.key.lease &&
+                     (e.key.lease == currentLease() || e.key.lease == resuming);
+    if (!maybeOurs) settlePassive();
+}
+
+void Election::on(const CampaignResult& e) {
+    auto* c = std::get_if<Campaigning>(&m_leadership);
+    if (!c || stale(e.req, c->req)) return;
+    const std::int64_t lease = c->lease;
+    m_leadership = NotLeader{};
+    m_handoverToMe = false;
+    m_revision = std::max(m_revision, e.revision);
+    learnLeader(e.key);
+    // A win only counts for the lease being renewed now: a key bound to a lease this replica
+    // has given up goes with that lease.
+    const bool ours = e.won && e.key.exists && e.key.holder == m_p.self && e.key.lease == lease && lease == currentLease();
+    if (ours && m_stopping) {
+        m_leadership = HandingOver{HandingOver::Step::Delete, e.key.createRevision, lease, "", 0, std::nullopt};
+    } else if (ours) {
+        m_leadership = Leading{e.key.createRevision, lease};
+        m_token = std::max(m_token, e.key.createRevision);
+        m_failures = 0;
+        setRole(Role::Promoting, "won the election with token " + std::to_string(e.key.createRevision));
+        queueAction(ActionKind::EnsureActive);
+    }
+    if (!m_watch) {
+        m_watch = next();
+        emit(Watch{e.revision + 1, m_watch});
+    }
+}
+
+void Election::on(const StoreRequestFailed& e) {
+    using What = StoreRequestFailed::What;
+    switch (e.what) {
+        case What::Read:
+            if (stale(e.req, m_read)) return;
+            m_read = 0;
+            m_readRetryAt = m_now + m_p.storeRetry;
+            return;
+        case What::Campaign: {
+            auto* c = std::get_if<Campaigning>(&m_leadership);
+            if (!c || stale(e.req, c->req)) return;
+            m_leadership = NotLeader{};
+            m_readWanted = true;  // the txn may have committed: a read tells
+            m_readRetryAt = m_now + m_p.storeRetry;
+            return;
+        }
+        case What::Members:
+            if (stale(e.req, m_members)) return;
+            m_members = 0;
+            return;
+        case What::Handover:
+        case What::Resign: {
+            auto* h = std::get_if<HandingOver>(&m_leadership);
+            if (!h || stale(e.req, h->req)) return;
+            h->req = 0;
+            if (h->step == HandingOver::Step::Mark) {
+                h->step = HandingOver::Step::Delete;  // best effort: without the mark, priorities decide
+            } else {
+                h->retryAt = m_now + m_p.storeRetry;
+            }
+            return;
+        }
+    }
+}
+
+void Election::on(const WatchEvent& e) {
+    if (stale(e.req, m_watch)) return;
+    if (e.revision <= m_revision) {
+        ++m_staleReplies;  // older than what a read or campaign already told
+        return;
+    }
+    m_revision = e.revision;
+    if (e.key.exists) m_handoverToMe = false;
+    if (!e.key.exists && m_leader.exists && !m_leader.handoverTo.empty() && !heldToken()) {
+        // The deleted key named a successor: it campaigns at once, the others give it one TTL
+        // before they campaign too (in case it is dead).
+        if (m_leader.handoverTo == m_p.self) {
+            m_handoverToMe = true;
+            m_noCampaignUntil.reset();
+        } else {
+            m_noCampaignUntil = m_now + m_p.requestedTtl;
+        }
+    }
+    if (auto t = heldToken()) {
+        auto* h = std::get_if<HandingOver>(&m_leadership);
+        bool ownDelete = h && h->step == HandingOver::Step::Delete && h->req;
+        if (!e.key.exists && !ownDelete) loseLeadership("the leader key was deleted", false);
+        else if (e.key.exists && e.key.createRevision != *t) loseLeadership("another replica holds the leader key", false);
+    }
+    learnLeader(e.key);
+}
+
+void Election::on(const WatchBroken& e) {
+    if (stale(e.req, m_watch)) return;
+    m_watch = 0;
+    m_readWanted = true;
+}
+
+void Election::on(const ActionFinished& f) {
+    if (!m_running || stale(f.req, m_running->req)) return;
     m_running.reset();
     const bool ok = f.outcome == ActionOutcome::AlreadyInMode || f.outcome == ActionOutcome::Switched;
     if (f.outcome == ActionOutcome::Cancelled) return;
@@ -170,24 +437,20 @@ void Election::onActionFinished(TimePoint now, const ActionFinished& f) {
         return;
     }
     if (f.kind == ActionKind::EnsureActive) {
-        if (!m_held) return;  // leadership was lost while it ran; ensure-passive is queued
+        if (!std::holds_alternative<Leading>(m_leadership)) return;  // lost meanwhile: ensure-passive is queued
         if (ok) {
             m_failures = 0;
             if (m_role == Role::Promoting) setRole(Role::Active, "ensure-active succeeded");
-            scheduleEnsure(now + m_p.monitorInterval);
+            m_nextEnsureAt = m_now + m_p.monitorInterval;
             return;
         }
         ++m_failures;
         emit(PublishError{"ensure-active failed (" + std::to_string(m_failures) + "/" + std::to_string(m_p.retryAttempts) +
                           "): " + f.detail});
-        if (m_failures >= m_p.retryAttempts) {
-            m_failures = 0;
-            m_resignPending = true;
-            setRole(Role::Demoting, "ensure-active failed " + std::to_string(m_p.retryAttempts) + " times: resigning");
-            queueAction(ActionKind::EnsurePassive);
-        } else {
-            scheduleEnsure(now + m_p.retryBackoff);
-        }
+        if (m_failures >= m_p.retryAttempts)
+            handOver("", Role::Demoting, "ensure-active failed " + std::to_string(m_p.retryAttempts) + " times: resigning");
+        else
+            m_nextEnsureAt = m_now + m_p.retryBackoff;
         return;
     }
     // ensure-passive
@@ -197,301 +460,196 @@ void Election::onActionFinished(TimePoint now, const ActionFinished& f) {
                           std::to_string(m_p.retryAttempts) + "): " + f.detail});
         if (m_passiveFailures < m_p.retryAttempts && m_role != Role::Passive) {
             // Retry before handing over: a replica that is still active must not get company.
-            scheduleEnsure(now + m_p.retryBackoff);
-            m_retryPassiveNow = true;
+            m_nextEnsureAt = m_now + m_p.retryBackoff;
+            m_retryPassive = true;
             return;
         }
     }
     m_passiveFailures = 0;
-    if (m_resignPending) m_readyToDelete = true;
+    if (ok && m_serviceDeadline) {
+        m_serviceDeadline.reset();
+        persist();
+    }
+    if (m_abandoned) {
+        emit(RevokeLease{m_abandoned});
+        m_abandoned = 0;
+    }
+    if (auto* h = std::get_if<HandingOver>(&m_leadership); h && h->step == HandingOver::Step::Demote)
+        h->step = h->target.empty() ? HandingOver::Step::Delete : HandingOver::Step::Mark;
     if (m_role == Role::Starting || m_role == Role::Demoting) setRole(Role::Passive, "ensure-passive finished");
-    scheduleEnsure(now + (ok ? m_p.monitorInterval : m_p.retryBackoff));
+    m_nextEnsureAt = m_now + (ok ? m_p.monitorInterval : m_p.retryBackoff);
 }
 
-void Election::onEvent(TimePoint now, const Event& event) {
-    std::visit(
-        [&](const auto& e) {
-            using T = std::decay_t<decltype(e)>;
-            if constexpr (std::is_same_v<T, Start>) {
-                m_started = true;
-                m_startDeadline = now + (m_p.requestedTtl - m_p.demoteMargin);
-                if (e.persistedLease) {
-                    m_resumeLease = e.persistedLease;
-                    m_leaseRequestInFlight = true;
-                    emit(KeepAlive{e.persistedLease});
-                }
-            } else if constexpr (std::is_same_v<T, LeaseGranted>) {
-                m_leaseRequestInFlight = false;
-                m_leaseRetryAt.reset();
-                if (m_stopping) {
-                    emit(RevokeLease{e.lease});
-                    return;
-                }
-                m_lease = e.lease;
-                m_ttl = e.ttl;
-                m_lastAckSent = e.sentAt;
-                m_nextKeepalive = e.sentAt + e.ttl / 3;
-                emit(PersistLease{e.lease});
-                emit(PutMember{e.lease});
-            } else if constexpr (std::is_same_v<T, KeepaliveAcked>) {
-                if (e.lease != m_lease && e.lease != m_resumeLease) return;
-                m_leaseRequestInFlight = false;
-                m_leaseRetryAt.reset();
-                if (e.lease == m_resumeLease) {
-                    m_resumeLease = 0;
-                    m_lease = e.lease;
-                }
-                m_ttl = e.ttl;
-                m_lastAckSent = std::max(m_lastAckSent, e.sentAt);
-                m_nextKeepalive = e.sentAt + e.ttl / 3;
-            } else if constexpr (std::is_same_v<T, LeaseLost>) {
-                if (e.lease == m_resumeLease) {
-                    m_resumeLease = 0;
-                    m_leaseRequestInFlight = false;
-                    emit(PersistLease{0});
-                } else if (e.lease == m_lease) {
-                    m_leaseRequestInFlight = false;
-                    if (m_held) loseLeadership(now, "the lease expired in the store", false);
-                    m_lease = 0;
-                    m_ttl = Duration{0};
-                    emit(PersistLease{0});
-                }
-            } else if constexpr (std::is_same_v<T, LeaseRequestFailed>) {
-                m_leaseRequestInFlight = false;
-                Duration retry = m_ttl.count() ? std::min(m_p.storeRetry, m_ttl / 6) : m_p.storeRetry;
-                m_leaseRetryAt = now + retry;
-            } else if constexpr (std::is_same_v<T, LeaderRead>) {
-                m_readInFlight = false;
-                m_readWanted = false;
-                m_readRetryAt.reset();
-                m_revision = std::max(m_revision, e.revision);
-                if (m_held && (!e.key.exists || e.key.createRevision != m_held))
-                    loseLeadership(now, "the leader key is no longer ours", false);
-                learnLeader(e.key);
-                if (!m_watchOpen) {
-                    m_watchOpen = true;
-                    emit(Watch{e.revision + 1});
-                }
-                // Not the holder (or cannot be: no lease, and no persisted lease to check).
-                bool maybeOurs = e.key.exists && e.key.holder == m_p.self &&
-                                 (e.key.lease == m_lease || e.key.lease == m_resumeLease);
-                if (!m_settled && !maybeOurs) {
-                    m_settled = true;
-                    queueAction(ActionKind::EnsurePassive);
-                }
-            } else if constexpr (std::is_same_v<T, CampaignResult>) {
-                m_campaignInFlight = false;
-                m_handoverToMe = false;
-                m_revision = std::max(m_revision, e.revision);
-                learnLeader(e.key);
-                if (e.won && m_held == e.key.createRevision) {
-                    // already learnt from the watch, which may deliver our put before the reply
-                } else if (e.won && !m_stopping) {
-                    m_held = e.key.createRevision;
-                    m_failures = 0;
-                    setRole(Role::Promoting, "won the election with token " + std::to_string(m_held));
-                    queueAction(ActionKind::EnsureActive);
-                } else if (e.won) {
-                    m_held = e.key.createRevision;
-                    m_resignPending = true;
-                    m_readyToDelete = true;
-                }
-                if (!m_watchOpen) {
-                    m_watchOpen = true;
-                    emit(Watch{e.revision + 1});
-                }
-            } else if constexpr (std::is_same_v<T, StoreRequestFailed>) {
-                if (e.what == StoreRequestFailed::What::Read) {
-                    m_readInFlight = false;
-                    m_readRetryAt = now + m_p.storeRetry;
-                } else if (e.what == StoreRequestFailed::What::Campaign) {
-                    m_campaignInFlight = false;
-                    m_readWanted = true;
-                    m_readRetryAt = now + m_p.storeRetry;
-                } else if (e.what == StoreRequestFailed::What::Members) {
-                    m_membersInFlight = false;
-                } else if (e.what == StoreRequestFailed::What::Handover) {
-                    // Best effort: without the mark, the replicas campaign by priority.
-                    m_markInFlight = false;
-                    m_handoverMarked = true;
-                } else {
-                    m_deleteInFlight = false;
-                    m_deleteRetryAt = now + m_p.storeRetry;
-                }
-            } else if constexpr (std::is_same_v<T, WatchEvent>) {
-                m_revision = std::max(m_revision, e.revision);
-                if (e.key.exists) m_handoverToMe = false;
-                if (!e.key.exists && m_leader.exists && !m_leader.handoverTo.empty() && !m_held) {
-                    // The deleted key named a successor: it campaigns at once, the others give
-                    // it one TTL before they campaign too (in case it is dead).
-                    if (m_leader.handoverTo == m_p.self) {
-                        m_handoverToMe = true;
-                        m_noCampaignUntil.reset();
-                    } else {
-                        m_noCampaignUntil = now + m_p.requestedTtl;
-                    }
-                }
-                if (m_held) {
-                    if (!e.key.exists && m_deleteInFlight) {
-                        m_held = 0;  // our own resign: ResignDone finishes it
-                    } else if (!e.key.exists) {
-                        loseLeadership(now, "the leader key was deleted", false);
-                    } else if (e.key.createRevision != m_held) {
-                        loseLeadership(now, "another replica holds the leader key", false);
-                    }
-                }
-                learnLeader(e.key);
-            } else if constexpr (std::is_same_v<T, WatchBroken>) {
-                m_watchOpen = false;
-                m_readWanted = true;
-            } else if constexpr (std::is_same_v<T, ActionFinished>) {
-                onActionFinished(now, e);
-            } else if constexpr (std::is_same_v<T, ResignDone>) {
-                m_deleteInFlight = false;
-                m_deleteRetryAt.reset();
-                m_held = 0;
-                m_resignPending = false;
-                m_readyToDelete = false;
-                m_handoverTo.clear();
-                m_handoverMarked = false;
-                m_noCampaignUntil = now + m_p.resignCooldown;
-                // The key is gone (or was no longer ours): the watch may report the delete
-                // after this reply, and must not find "our" key still there meanwhile.
-                if (m_leader.exists && m_leader.holder == m_p.self) learnLeader(LeaderKey{});
-            } else if constexpr (std::is_same_v<T, MembersRead>) {
-                onMembers(now, e);
-            } else if constexpr (std::is_same_v<T, Tick>) {
-            } else if constexpr (std::is_same_v<T, ResignRequest>) {
-                if (canResign() != RequestResult::Accepted) return;
-                m_resignPending = true;
-                setRole(Role::Demoting, "resign requested");
-                queueAction(ActionKind::EnsurePassive);
-            } else if constexpr (std::is_same_v<T, SwitchoverRequest>) {
-                if (canResign() != RequestResult::Accepted) return;
-                m_resignPending = true;
-                m_handoverTo = e.target;
-                m_handoverMarked = false;
-                setRole(Role::Demoting, e.target.empty() ? "switchover requested" : "switchover to " + e.target + " requested");
-                queueAction(ActionKind::EnsurePassive);
-            } else if constexpr (std::is_same_v<T, HandoverMarked>) {
-                m_markInFlight = false;
-                m_handoverMarked = true;
-            } else if constexpr (std::is_same_v<T, PauseRequest>) {
-                m_paused = e.pause;
-                m_campaignAt.reset();
-            } else if constexpr (std::is_same_v<T, StopRequest>) {
-                if (m_stopping) return;
-                m_stopping = true;
-                m_campaignAt.reset();
-                if (m_held) {
-                    m_resignPending = true;
-                    setRole(Role::Stopping, "stopping: handing over");
-                    queueAction(ActionKind::EnsurePassive);
-                } else {
-                    setRole(Role::Stopping, "stopping");
-                    if (m_running) emit(CancelAction{});
-                    m_queued.reset();
-                }
-            }
-        },
-        event);
+void Election::on(const ResignDone& e) {
+    auto* h = std::get_if<HandingOver>(&m_leadership);
+    if (!h || stale(e.req, h->req)) return;
+    m_resignedToken = std::max(m_resignedToken, h->token);
+    m_leadership = NotLeader{};
+    m_noCampaignUntil = m_now + m_p.resignCooldown;
+    // The key is gone (or was no longer ours): the watch may report the delete after this
+    // reply, and must not find "our" key still there meanwhile.
+    if (m_leader.exists && m_leader.holder == m_p.self) learnLeader(LeaderKey{});
 }
 
-void Election::drive(TimePoint now) {
-    if (!m_started || m_exited) return;
-    auto due = [now](const std::optional<TimePoint>& t) { return !t || now >= *t; };
-
-    if (!m_settled && m_startDeadline && now >= *m_startDeadline && !m_held) {
-        // No answer from the store in time to prove this replica still holds the leader key.
-        m_settled = true;
-        emit(PublishError{"store did not answer at start: starting passive"});
-        queueAction(ActionKind::EnsurePassive);
-    }
-
-    // lease
-    if (!m_leaseRequestInFlight && due(m_leaseRetryAt) && !m_stopping) {
-        m_leaseRetryAt.reset();
-        if (!m_lease && !m_resumeLease) {
-            m_leaseRequestInFlight = true;
-            emit(GrantLease{m_p.requestedTtl});
-        } else if (m_lease && now >= m_nextKeepalive) {
-            m_leaseRequestInFlight = true;
-            emit(KeepAlive{m_lease});
-        } else if (m_resumeLease && !m_lease) {
-            m_leaseRequestInFlight = true;
-            emit(KeepAlive{m_resumeLease});
+void Election::on(const MembersRead& m) {
+    if (stale(m.req, m_members)) return;
+    m_members = 0;
+    if (!std::holds_alternative<Leading>(m_leadership) || m_role != Role::Active) return;
+    for (const auto& peer : m_p.restartablePeers) {
+        bool present = std::find(m.present.begin(), m.present.end(), peer) != m.present.end();
+        if (present) {
+            m_missingSince.erase(peer);
+            continue;
         }
+        auto [it, first] = m_missingSince.emplace(peer, m_now);
+        if (first || m_now - it->second < m_p.requestedTtl) continue;
+        auto nextAt = m_nextRestart.find(peer);
+        if (nextAt != m_nextRestart.end() && m_now < nextAt->second) continue;
+        // Rate-limited: one restart per peer per backoff, never piling up (PROM started a new
+        // thread per dead peer on every loop).
+        m_nextRestart[peer] = m_now + m_p.restartPeerBackoff;
+        if (std::find(m_restartQueue.begin(), m_restartQueue.end(), peer) == m_restartQueue.end())
+            m_restartQueue.push_back(peer);
     }
+}
 
-    // leader key
-    if (m_readWanted && !m_readInFlight && due(m_readRetryAt)) {
-        m_readInFlight = true;
+void Election::on(const ResignRequest&) {
+    if (canResign() == RequestResult::Accepted) handOver("", Role::Demoting, "resign requested");
+}
+
+void Election::on(const SwitchoverRequest& e) {
+    if (canResign() != RequestResult::Accepted) return;
+    handOver(e.target, Role::Demoting, e.target.empty() ? "switchover requested" : "switchover to " + e.target + " requested");
+}
+
+void Election::on(const HandoverMarked& e) {
+    auto* h = std::get_if<HandingOver>(&m_leadership);
+    if (!h || h->step != HandingOver::Step::Mark || stale(e.req, h->req)) return;
+    h->step = HandingOver::Step::Delete;
+    h->req = 0;
+}
+
+void Election::on(const PauseRequest& e) {
+    m_paused = e.pause;
+    m_campaignAt.reset();
+}
+
+void Election::on(const StopRequest&) {
+    if (m_stopping) return;
+    m_stopping = true;
+    m_campaignAt.reset();
+    if (std::holds_alternative<Leading>(m_leadership)) {
+        handOver("", Role::Stopping, "stopping: handing over");
+        return;
+    }
+    setRole(Role::Stopping, "stopping");
+    // A demotion in progress finishes first: prom never exits with its service possibly active.
+    if (m_running && m_running->kind != ActionKind::EnsurePassive) emit(CancelAction{});
+    if (m_queued != ActionKind::EnsurePassive) m_queued.reset();
+    if (m_serviceDeadline && !heldToken() && !(m_running && m_running->kind == ActionKind::EnsurePassive))
+        m_queued = ActionKind::EnsurePassive;
+}
+
+// ---- driving ------------------------------------------------------------------------------
+
+void Election::drive() {
+    if (!m_started || m_exited) return;
+    driveLease();
+    driveLeaderKey();
+    driveActions();
+    if (m_stopping && !heldToken() && !m_running && !m_queued && !m_retryPassive) {
+        m_exited = true;
+        if (std::int64_t lease = currentLease()) emit(RevokeLease{lease});
+        if (m_abandoned) emit(RevokeLease{m_abandoned});
+        m_abandoned = 0;
+        m_lease = NoLease{};
+        emit(PersistLease{0, m_serviceDeadline});
+        emit(Exit{});
+    }
+}
+
+void Election::driveLease() {
+    if (m_stopping || (m_leaseRetryAt && m_now < *m_leaseRetryAt)) return;
+    if (std::holds_alternative<NoLease>(m_lease)) {
+        m_leaseRetryAt.reset();
+        m_lease = Granting{next()};
+        emit(GrantLease{m_p.requestedTtl, std::get<Granting>(m_lease).req});
+    } else if (auto* h = std::get_if<LeaseHeld>(&m_lease); h && !h->keepalive && m_now >= h->nextKeepalive) {
+        m_leaseRetryAt.reset();
+        h->keepalive = next();
+        emit(KeepAlive{h->id, h->keepalive});
+    } else if (auto* r = std::get_if<Resuming>(&m_lease); r && !r->req) {
+        m_leaseRetryAt.reset();
+        r->req = next();
+        emit(KeepAlive{r->id, r->req});
+    }
+}
+
+void Election::driveLeaderKey() {
+    auto due = [this](const std::optional<TimePoint>& t) { return !t || m_now >= *t; };
+    if (m_readWanted && !m_read && due(m_readRetryAt)) {
         m_readRetryAt.reset();
-        emit(ReadLeader{});
+        m_read = next();
+        emit(ReadLeader{m_read});
     }
 
-    const bool leaseFresh = m_lease && now < m_lastAckSent + m_ttl - m_p.demoteMargin;
-    const bool mayCampaign = m_role == Role::Passive && !m_held && leaseFresh && m_leaderKnown && !m_leader.exists &&
-                             !m_readWanted && !m_campaignInFlight && !m_paused && !m_stopping && !m_resignPending &&
+    auto* held = std::get_if<LeaseHeld>(&m_lease);
+    const bool leaseFresh = held && m_now < held->lastAckSent + held->ttl - m_p.demoteMargin;
+    const bool mayCampaign = m_role == Role::Passive && std::holds_alternative<NotLeader>(m_leadership) && leaseFresh &&
+                             m_leaderKnown && !m_leader.exists && !m_readWanted && !m_paused && !m_stopping &&
                              due(m_noCampaignUntil) && (!m_p.startPassive || m_seenOtherActive);
     if (mayCampaign) {
-        if (!m_campaignAt) m_campaignAt = now + (m_handoverToMe ? Duration{0} : m_p.campaignDelay);
-        if (now >= *m_campaignAt) {
+        if (!m_campaignAt) m_campaignAt = m_now + (m_handoverToMe ? Duration{0} : m_p.campaignDelay);
+        if (m_now >= *m_campaignAt) {
             m_campaignAt.reset();
-            m_campaignInFlight = true;
-            emit(Campaign{m_lease});
+            m_leadership = Campaigning{held->id, next()};
+            emit(Campaign{held->id, std::get<Campaigning>(m_leadership).req});
         }
-    } else if (m_leader.exists || m_held) {
+    } else if (m_leader.exists || heldToken()) {
         m_campaignAt.reset();
     }
 
-    if (m_readyToDelete && m_held && !m_handoverTo.empty() && !m_handoverMarked) {
-        if (!m_markInFlight) {
-            m_markInFlight = true;
-            emit(MarkHandover{m_held, m_lease, m_handoverTo});
-        }
-    } else if (m_readyToDelete && m_held && !m_deleteInFlight && due(m_deleteRetryAt)) {
-        m_deleteInFlight = true;
-        m_deleteRetryAt.reset();
-        emit(DeleteLeader{m_held});
-    }
-
-    const bool activeHolder = m_held && m_role == Role::Active;
-    if (activeHolder && !m_p.restartablePeers.empty() && !m_membersInFlight && due(m_membersAt)) {
-        m_membersInFlight = true;
-        m_membersAt = now + m_p.membersInterval;
-        emit(ReadMembers{});
-    }
-
-    // actions: one at a time, in order
-    if (!m_running) {
-        if (m_queued) {
-            auto k = *m_queued;
-            m_queued.reset();
-            m_retryPassiveNow = false;
-            startAction(k);
-        } else if (m_retryPassiveNow) {
-            if (due(m_nextEnsureAt)) {
-                m_retryPassiveNow = false;
-                startAction(ActionKind::EnsurePassive);
-            }
-        } else if (!m_paused && m_settled && m_nextEnsureAt && now >= *m_nextEnsureAt && !m_stopping) {
-            if (m_held && (m_role == Role::Active || m_role == Role::Promoting))
-                startAction(ActionKind::EnsureActive);
-            else if (m_role == Role::Passive)
-                startAction(ActionKind::EnsurePassive);
-        } else if (activeHolder && !m_restartQueue.empty() && !m_paused && !m_stopping) {
-            std::string peer = m_restartQueue.front();
-            m_restartQueue.pop_front();
-            startAction(ActionKind::RestartPeer, peer);
+    if (auto* h = std::get_if<HandingOver>(&m_leadership); h && !h->req) {
+        if (h->step == HandingOver::Step::Mark) {
+            h->req = next();
+            emit(MarkHandover{h->token, h->lease, h->target, h->req});
+        } else if (h->step == HandingOver::Step::Delete && due(h->retryAt)) {
+            h->retryAt.reset();
+            h->req = next();
+            emit(DeleteLeader{h->token, h->req});
         }
     }
 
-    if (m_stopping && !m_held && !m_running && !m_queued && !m_retryPassiveNow) {
-        m_exited = true;
-        if (m_lease) emit(RevokeLease{m_lease});
-        emit(PersistLease{0});
-        emit(Exit{});
+    const bool activeLeader = std::holds_alternative<Leading>(m_leadership) && m_role == Role::Active;
+    if (activeLeader && !m_p.restartablePeers.empty() && !m_members && due(m_membersAt)) {
+        m_membersAt = m_now + m_p.membersInterval;
+        m_members = next();
+        emit(ReadMembers{m_members});
+    }
+}
+
+void Election::driveActions() {
+    if (m_running) return;
+    const bool leading = std::holds_alternative<Leading>(m_leadership);
+    if (m_queued) {
+        auto k = *m_queued;
+        m_queued.reset();
+        m_retryPassive = false;
+        startAction(k);
+    } else if (m_retryPassive) {
+        if (!m_nextEnsureAt || m_now >= *m_nextEnsureAt) {
+            m_retryPassive = false;
+            startAction(ActionKind::EnsurePassive);
+        }
+    } else if (!m_paused && m_settled && m_nextEnsureAt && m_now >= *m_nextEnsureAt && !m_stopping) {
+        if (leading && (m_role == Role::Active || m_role == Role::Promoting))
+            startAction(ActionKind::EnsureActive);
+        else if (m_role == Role::Passive)
+            startAction(ActionKind::EnsurePassive);
+    } else if (leading && m_role == Role::Active && !m_restartQueue.empty() && !m_paused && !m_stopping) {
+        std::string peer = m_restartQueue.front();
+        m_restartQueue.pop_front();
+        startAction(ActionKind::RestartPeer, peer);
     }
 }
 
@@ -503,16 +661,20 @@ std::optional<TimePoint> Election::nextWakeup() const {
         if (t && *t > m_now && (!best || *t < *best)) best = t;
     };
     if (!m_started || m_exited) return best;
-    if (m_lease && !m_leaseRequestInFlight) consider(m_nextKeepalive);
-    if (!m_leaseRequestInFlight) consider(m_leaseRetryAt);
-    if (m_held) consider(deadline());
+    const auto* held = std::get_if<LeaseHeld>(&m_lease);
+    const auto* resuming = std::get_if<Resuming>(&m_lease);
+    const bool leaseInFlight = std::holds_alternative<Granting>(m_lease) || (held && held->keepalive) || (resuming && resuming->req);
+    if (held && !held->keepalive) consider(held->nextKeepalive);
+    if (!leaseInFlight) consider(m_leaseRetryAt);
+    if (heldToken()) consider(deadline());
     consider(m_readRetryAt);
     consider(m_campaignAt);
     if (!m_running) consider(m_nextEnsureAt);
-    consider(m_deleteRetryAt);
+    if (auto* h = std::get_if<HandingOver>(&m_leadership)) consider(h->retryAt);
     if (!m_settled) consider(m_startDeadline);
     consider(m_noCampaignUntil);
-    if (m_held && m_role == Role::Active && !m_p.restartablePeers.empty() && !m_membersInFlight) consider(m_membersAt);
+    if (std::holds_alternative<Leading>(m_leadership) && m_role == Role::Active && !m_p.restartablePeers.empty() && !m_members)
+        consider(m_membersAt);
     return best;
 }
 

@@ -1,8 +1,24 @@
 #pragma once
 // The election state machine (DESIGN.md §2-3): events in, effects out. No I/O, no clock:
-// every event carries `now` (CLOCK_MONOTONIC), so tests drive it with a fake clock.
-// Every safety rule of prom lives in this file and election.cpp.
-#include <chrono>
+// every event carries `now` (the daemon's monotonic clock), so tests and the cluster
+// simulation drive it with fake clocks. Every safety rule of prom lives here and in
+// election.cpp; the states, events and transitions are drawn in doc/election.dot.
+//
+// The state is four small machines whose every combination is legal:
+//
+//   Lease       NoLease --GrantLease--> Granting --LeaseGranted--> LeaseHeld
+//               Start(persisted) --> Resuming --KeepaliveAcked--> LeaseHeld
+//               LeaseHeld --LeaseLost / deadline (abandon)--> NoLease
+//   Leadership  NotLeader --Campaign--> Campaigning --won on the current lease--> Leading
+//               Leading --Resign/Switchover/Stop/retries exhausted--> HandingOver
+//                         (ensure-passive, then MarkHandover if a target, then DeleteLeader)
+//               Leading/HandingOver --deadline, key deleted or replaced, LeaseLost--> NotLeader
+//               HandingOver --ResignDone--> NotLeader (+ cooldown)
+//   Actions     idle | running K | running K + queued K' (one at a time, in order)
+//   Role        published: starting, passive, promoting, active, demoting, stopping
+//
+// Every request effect carries a RequestId; its reply event names it. A reply to a request that
+// is no longer the current one of its kind is ignored and counted (staleReplies()).
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -11,10 +27,14 @@
 #include <variant>
 #include <vector>
 
+#include "common/clock.hpp"
+
 namespace prom::core {
 
-using Duration = std::chrono::milliseconds;
-using TimePoint = std::chrono::time_point<std::chrono::steady_clock, Duration>;
+using Duration = prom::Duration;
+using TimePoint = prom::TimePoint;
+/** Names one request effect; its reply carries the same id. 0 = none. */
+using RequestId = std::uint64_t;
 
 enum class Role { Starting, Passive, Promoting, Active, Demoting, Stopping };
 const char* toString(Role r);
@@ -36,7 +56,7 @@ struct LeaderKey {
     bool operator==(const LeaderKey&) const = default;
 };
 
-/** Static parameters of one replica's election. */
+/** Parameters of one replica's election. */
 struct Params {
     std::string self;
     Duration requestedTtl{5000};   ///< timeout-ms rounded up to whole seconds
@@ -65,57 +85,73 @@ inline constexpr Duration kPriorityStep{300};
 // ---- events -------------------------------------------------------------------------------
 struct Start {
     std::int64_t persistedLease = 0;  ///< lease ID left by a previous run (0 = none)
+    /** The previous run's deadline, when it may have left the service active: the replica must
+     *  be passive by then unless it proves that it still holds the leader key. */
+    std::optional<TimePoint> persistedDeadline;
 };
 struct LeaseGranted {
     std::int64_t lease;
     Duration ttl;
     TimePoint sentAt;
+    RequestId req = 0;
 };
 struct KeepaliveAcked {
     std::int64_t lease;
     Duration ttl;
     TimePoint sentAt;
+    RequestId req = 0;
 };
 /** etcd answered the keepalive without a TTL: the lease no longer exists. */
 struct LeaseLost {
     std::int64_t lease;
+    RequestId req = 0;
 };
 /** A lease grant or keepalive did not get an answer (network, 5xx, timeout). */
 struct LeaseRequestFailed {
     std::int64_t lease;
     std::string reason;
+    RequestId req = 0;
 };
-/** Result of ReadLeader, or of a campaign that lost: the key and the store revision. */
+/** Result of ReadLeader: the key and the store revision. */
 struct LeaderRead {
     LeaderKey key;
     std::int64_t revision;
+    RequestId req = 0;
 };
 struct CampaignResult {
     bool won;
     LeaderKey key;  ///< the holder after the txn (ours when won)
     std::int64_t revision;
+    RequestId req = 0;
 };
 /** A store request whose outcome is unknown even after re-reading. */
 struct StoreRequestFailed {
     enum class What { Read, Campaign, Resign, Members, Handover } what;
     std::string reason;
+    RequestId req = 0;
 };
 struct WatchEvent {
     LeaderKey key;  ///< exists == false for a DELETE
     std::int64_t revision;
+    RequestId req = 0;  ///< the Watch that delivered it
 };
 struct WatchBroken {
     std::string reason;
+    RequestId req = 0;
 };
 struct ActionFinished {
     ActionKind kind;
     ActionOutcome outcome;
     std::string detail;
+    RequestId req = 0;
 };
-struct ResignDone {};
+struct ResignDone {
+    RequestId req = 0;
+};
 /** Replica ids whose member key exists. */
 struct MembersRead {
     std::vector<std::string> present;
+    RequestId req = 0;
 };
 struct Tick {};
 struct ResignRequest {};
@@ -124,7 +160,9 @@ struct SwitchoverRequest {
     std::string target;
 };
 /** The leader key now names the handover target. */
-struct HandoverMarked {};
+struct HandoverMarked {
+    RequestId req = 0;
+};
 struct PauseRequest {
     bool pause;
 };
@@ -137,28 +175,38 @@ using Event = std::variant<Start, LeaseGranted, KeepaliveAcked, LeaseLost, Lease
 // ---- effects ------------------------------------------------------------------------------
 struct GrantLease {
     Duration ttl;
+    RequestId id = 0;
 };
 struct KeepAlive {
     std::int64_t lease;
+    RequestId id = 0;
 };
 struct RevokeLease {
     std::int64_t lease;
 };
+/** Remember the lease (0 = forget) and, while the service may be active, the deadline by which
+ *  a restarted prom must have made it passive. */
 struct PersistLease {
-    std::int64_t lease;  ///< 0 = forget
+    std::int64_t lease;
+    std::optional<TimePoint> deadline;
 };
-struct ReadLeader {};
+struct ReadLeader {
+    RequestId id = 0;
+};
 /** Create the leader key bound to lease if absent; report the holder either way. */
 struct Campaign {
     std::int64_t lease;
+    RequestId id = 0;
 };
-/** (Re)open the watch of the leader key from this revision. */
+/** (Re)open the watch of the leader key from this revision (replacing any open one). */
 struct Watch {
     std::int64_t fromRevision;
+    RequestId id = 0;
 };
 /** Delete the leader key if its create revision is still this one. */
 struct DeleteLeader {
     std::int64_t createRevision;
+    RequestId id = 0;
 };
 struct RunAction {
     ActionKind kind;
@@ -166,17 +214,21 @@ struct RunAction {
     std::string leader;
     std::int64_t token;
     std::string peer;  ///< RestartPeer: the replica to restart
+    RequestId id = 0;
 };
 /** Put this replica's member key, bound to lease. */
 struct PutMember {
     std::int64_t lease;
 };
-struct ReadMembers {};
+struct ReadMembers {
+    RequestId id = 0;
+};
 /** Rewrite the leader key (guarded by its create revision, same lease) to name the target. */
 struct MarkHandover {
     std::int64_t createRevision;
     std::int64_t lease;
     std::string target;
+    RequestId id = 0;
 };
 /** Kill the running action (its ActionFinished comes back as Cancelled). */
 struct CancelAction {};
@@ -201,6 +253,46 @@ using Effect = std::variant<GrantLease, KeepAlive, RevokeLease, PersistLease, Re
 /** Outcome of an operator request (D-Bus method). */
 enum class RequestResult { Accepted, NotActive, InvalidArgs };
 
+// ---- state --------------------------------------------------------------------------------
+struct NoLease {};
+struct Granting {
+    RequestId req;
+};
+struct LeaseHeld {
+    std::int64_t id;
+    Duration ttl;
+    TimePoint lastAckSent;
+    TimePoint nextKeepalive;
+    RequestId keepalive = 0;  ///< in flight, 0 = none
+};
+/** A lease left by the previous run, being renewed to learn whether it still lives. */
+struct Resuming {
+    std::int64_t id;
+    RequestId req;
+};
+using LeaseState = std::variant<NoLease, Granting, LeaseHeld, Resuming>;
+
+struct NotLeader {};
+struct Campaigning {
+    std::int64_t lease;
+    RequestId req;
+};
+struct Leading {
+    std::int64_t token;  ///< create revision of our leader key
+    std::int64_t lease;
+};
+/** Giving the role up on purpose: ensure-passive first, then (optionally) name the successor in
+ *  the key, then delete the key. */
+struct HandingOver {
+    enum class Step { Demote, Mark, Delete } step;
+    std::int64_t token;
+    std::int64_t lease;
+    std::string target;     ///< switchover target, "" = none
+    RequestId req = 0;      ///< MarkHandover or DeleteLeader in flight
+    std::optional<TimePoint> retryAt;
+};
+using Leadership = std::variant<NotLeader, Campaigning, Leading, HandingOver>;
+
 class Election {
 public:
     explicit Election(Params p);
@@ -211,89 +303,119 @@ public:
     /** When the daemon must deliver the next Tick (nullopt: only on events). */
     std::optional<TimePoint> nextWakeup() const;
 
+    /** Applies what a reload may change (actions' retries and backoff, monitor interval,
+     *  priorities, restart-prom peers); the lease parameters and the id stay as they are. */
+    void reconfigure(const Params& p);
+
     Role role() const { return m_role; }
     const std::string& leader() const { return m_leader.holder; }
     /** Highest fencing token this replica has seen (never decreases). */
     std::int64_t token() const { return m_token; }
     bool paused() const { return m_paused; }
-    bool holdsLeadership() const { return m_held != 0; }
-    /** Local deadline of the active: last acknowledged keepalive send time + TTL - margin. */
+    bool holdsLeadership() const { return heldToken().has_value(); }
+    /** Local deadline of the leader: last acknowledged keepalive send time + TTL - margin. */
     std::optional<TimePoint> deadline() const;
+    /** Replies ignored because they answered a request that was no longer current. */
+    std::uint64_t staleReplies() const { return m_staleReplies; }
     /** Whether a ResignRequest would be accepted now. */
     RequestResult canResign() const;
     /** Whether a SwitchoverRequest to target would be accepted (replicas: every replica id). */
     RequestResult canSwitchover(const std::string& target, const std::vector<std::string>& replicas) const;
 
 private:
-    void onEvent(TimePoint now, const Event& e);
-    void checkDeadline(TimePoint now);
-    void loseLeadership(TimePoint now, const std::string& reason, bool abandonLease);
-    void drive(TimePoint now);
+    // one handler per event
+    void on(const Start& e);
+    void on(const LeaseGranted& e);
+    void on(const KeepaliveAcked& e);
+    void on(const LeaseLost& e);
+    void on(const LeaseRequestFailed& e);
+    void on(const LeaderRead& e);
+    void on(const CampaignResult& e);
+    void on(const StoreRequestFailed& e);
+    void on(const WatchEvent& e);
+    void on(const WatchBroken& e);
+    void on(const ActionFinished& e);
+    void on(const ResignDone& e);
+    void on(const MembersRead& e);
+    void on(const Tick&) {}
+    void on(const ResignRequest&);
+    void on(const SwitchoverRequest& e);
+    void on(const HandoverMarked& e);
+    void on(const PauseRequest& e);
+    void on(const StopRequest&);
+
+    // transitions and helpers
+    void checkDeadlines();
+    void loseLeadership(const std::string& reason, bool abandonLease);
+    void handOver(const std::string& target, Role role, const std::string& reason);
+    void evaluateOwnership();
+    void settlePassive();
+    void drive();
+    void driveLease();
+    void driveLeaderKey();
+    void driveActions();
     void setRole(Role r, const std::string& reason);
     void learnLeader(const LeaderKey& key);
-    void startAction(ActionKind k, const std::string& peer = "");
-    void onMembers(TimePoint now, const MembersRead& m);
     void queueAction(ActionKind k);
-    void evaluateOwnership(TimePoint now);
-    void onActionFinished(TimePoint now, const ActionFinished& f);
-    void scheduleEnsure(TimePoint at) { m_nextEnsureAt = at; }
+    void startAction(ActionKind k, const std::string& peer = "");
+    void persist();
+    bool stale(RequestId got, RequestId current);
+    RequestId next() { return ++m_lastRequest; }
+    std::int64_t currentLease() const;
+    std::optional<std::int64_t> heldToken() const;
     void emit(Effect e) { m_out.push_back(std::move(e)); }
 
     Params m_p;
     Role m_role = Role::Starting;
     TimePoint m_now{};
     std::vector<Effect> m_out;
+    RequestId m_lastRequest = 0;
+    std::uint64_t m_staleReplies = 0;
+    bool m_started = false;
+    bool m_exited = false;
+    bool m_stopping = false;
+    bool m_paused = false;
 
     // lease
-    std::int64_t m_lease = 0;
-    Duration m_ttl{0};
-    TimePoint m_lastAckSent{};
-    bool m_leaseRequestInFlight = false;
+    LeaseState m_lease = NoLease{};
     std::optional<TimePoint> m_leaseRetryAt;
-    TimePoint m_nextKeepalive{};
-    std::int64_t m_resumeLease = 0;  ///< persisted lease being checked at start
+    /** Set while the service may be active: persisted so a restarted prom honours it. */
+    std::optional<TimePoint> m_serviceDeadline;
+    /** A lease given up at the deadline: revoked once ensure-passive has finished. */
+    std::int64_t m_abandoned = 0;
 
     // leader key
+    Leadership m_leadership = NotLeader{};
     LeaderKey m_leader;
     bool m_leaderKnown = false;
     std::int64_t m_token = 0;
-    std::int64_t m_held = 0;  ///< create revision of the leader key we hold, 0 = none
-    bool m_watchOpen = false;
     std::int64_t m_revision = 0;
-    bool m_readInFlight = false;
+    RequestId m_read = 0;   ///< ReadLeader in flight
     bool m_readWanted = true;
     std::optional<TimePoint> m_readRetryAt;
-    bool m_campaignInFlight = false;
+    RequestId m_watch = 0;  ///< open watch, 0 = none
     std::optional<TimePoint> m_campaignAt;
-    bool m_seenOtherActive = false;
     std::optional<TimePoint> m_noCampaignUntil;
+    bool m_seenOtherActive = false;
+    bool m_handoverToMe = false;  ///< the last active named this replica
+    std::int64_t m_resignedToken = 0;  ///< highest token this replica gave up by deleting its key
 
     // actions
-    std::optional<ActionKind> m_running;
+    struct Running {
+        ActionKind kind;
+        RequestId req;
+    };
+    std::optional<Running> m_running;
     std::optional<ActionKind> m_queued;
     std::optional<TimePoint> m_nextEnsureAt;
+    bool m_retryPassive = false;  ///< a failed ensure-passive is retried before anything else
     int m_failures = 0;
+    int m_passiveFailures = 0;
     bool m_settled = false;  ///< first role decided
     std::optional<TimePoint> m_startDeadline;
 
-    // resign / stop
-    bool m_resignPending = false;  ///< delete the key once ensure-passive finished
-    bool m_readyToDelete = false;
-    std::string m_handoverTo;      ///< our switchover target, "" = none
-    bool m_handoverMarked = false;
-    bool m_markInFlight = false;
-    bool m_handoverToMe = false;   ///< the last active named this replica
-    int m_passiveFailures = 0;
-    bool m_retryPassiveNow = false;
-    bool m_exited = false;
-    bool m_deleteInFlight = false;
-    std::optional<TimePoint> m_deleteRetryAt;
-    bool m_paused = false;
-    bool m_stopping = false;
-    bool m_started = false;
-
     // peers (restart-prom)
-    bool m_membersInFlight = false;
+    RequestId m_members = 0;
     std::optional<TimePoint> m_membersAt;
     std::map<std::string, TimePoint> m_missingSince;
     std::map<std::string, TimePoint> m_nextRestart;

@@ -27,7 +27,11 @@ public:
         return p;
     }
 
-    const std::vector<Effect>& feed(const Event& e) {
+    /** Feeds e; a reply without a request id answers the latest request of its kind (as the
+     *  daemon's drivers do), so that tests only name ids when they test stale replies. */
+    const std::vector<Effect>& feed(const Event& event) {
+        Event e = event;
+        std::visit([this](auto& ev) { fillRequest(ev); }, e);
         m_last = m_e.handle(now, e);
         m_all.insert(m_all.end(), m_last.begin(), m_last.end());
         return m_last;
@@ -75,10 +79,11 @@ public:
 
     /** Start, lease, leader read (absent or held by other), initial ensure-passive. */
     void toPassive(LeaderKey leader = {}, std::int64_t revision = 1) {
-        feed(Start{});
+        if (!lastId<GrantLease>()) feed(Start{});
+        // A fresh start has nothing to resume: ensure-passive at once, before the store answers.
+        EXPECT_NE(lastId<RunAction>(), 0u);
         feed(LeaseGranted{kLease, 5000ms, now});
         feed(LeaderRead{leader, revision});
-        EXPECT_NE(last<RunAction>(), nullptr);
         feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::AlreadyInMode, ""});
         EXPECT_EQ(m_e.role(), Role::Passive);
     }
@@ -121,9 +126,44 @@ public:
     }
 
     Election& e() { return m_e; }
+    const std::vector<Effect>& lastEffects() const { return m_last; }
     TimePoint now{Duration(1'000'000)};
 
+    template <class T>
+    RequestId lastId() const {
+        for (auto it = m_all.rbegin(); it != m_all.rend(); ++it)
+            if (auto* p = std::get_if<T>(&*it)) return p->id;
+        return 0;
+    }
+
 private:
+    template <class E>
+    void fillRequest(E& e) {
+        if constexpr (requires { e.req; }) {
+            if (e.req) return;
+            using SRF = StoreRequestFailed;
+            if constexpr (std::is_same_v<E, LeaseGranted>) e.req = lastId<GrantLease>();
+            else if constexpr (std::is_same_v<E, LeaseRequestFailed>) e.req = e.lease ? lastId<KeepAlive>() : lastId<GrantLease>();
+            else if constexpr (std::is_same_v<E, KeepaliveAcked> || std::is_same_v<E, LeaseLost>) e.req = lastId<KeepAlive>();
+            else if constexpr (std::is_same_v<E, LeaderRead>) e.req = lastId<ReadLeader>();
+            else if constexpr (std::is_same_v<E, CampaignResult>) e.req = lastId<Campaign>();
+            else if constexpr (std::is_same_v<E, WatchEvent> || std::is_same_v<E, WatchBroken>) e.req = lastId<Watch>();
+            else if constexpr (std::is_same_v<E, ActionFinished>) e.req = lastId<RunAction>();
+            else if constexpr (std::is_same_v<E, ResignDone>) e.req = lastId<DeleteLeader>();
+            else if constexpr (std::is_same_v<E, MembersRead>) e.req = lastId<ReadMembers>();
+            else if constexpr (std::is_same_v<E, HandoverMarked>) e.req = lastId<MarkHandover>();
+            else if constexpr (std::is_same_v<E, SRF>) {
+                switch (e.what) {
+                    case SRF::What::Read: e.req = lastId<ReadLeader>(); break;
+                    case SRF::What::Campaign: e.req = lastId<Campaign>(); break;
+                    case SRF::What::Resign: e.req = lastId<DeleteLeader>(); break;
+                    case SRF::What::Members: e.req = lastId<ReadMembers>(); break;
+                    case SRF::What::Handover: e.req = lastId<MarkHandover>(); break;
+                }
+            }
+        }
+    }
+
     void respond(bool ack, std::optional<ActionOutcome> outcome) {
         for (int round = 0; round < 4; ++round) {
             const KeepAlive* k = ack ? last<KeepAlive>() : nullptr;
@@ -301,6 +341,8 @@ TEST(ActiveReplica, DemotesWhenItsLeaderKeyIsDeleted) {
 TEST(ActiveReplica, DemotesWhenTheStoreSaysItsLeaseIsGone) {
     Sim s;
     s.toActive();
+    s.runFor(1700ms);  // the next keepalive goes out; etcd answers it without a TTL
+    ASSERT_NE(s.last<KeepAlive>(), nullptr);
     s.feed(LeaseLost{kLease});
     EXPECT_EQ(s.e().role(), Role::Demoting);
     EXPECT_NE(s.last<GrantLease>(), nullptr);
@@ -389,7 +431,7 @@ TEST(Actions, ATimedOutEnsurePassiveIsRetriedBeforeHandingOver) {
 TEST(Restart, ResumesAsActiveWithoutEnsurePassiveWhenLeaseAndKeyLive) {
     Sim s;
     s.mark();
-    s.feed(Start{kLease});
+    s.feed(Start{kLease, s.now + 3750ms});  // the previous run was active, its deadline ahead
     ASSERT_NE(s.last<KeepAlive>(), nullptr);
     EXPECT_EQ(s.last<GrantLease>(), nullptr);
     s.feed(LeaderRead{{true, "0", kLease, 17, {}}, 30});  // arrives before the keepalive reply
@@ -404,16 +446,16 @@ TEST(Restart, ResumesAsActiveWithoutEnsurePassiveWhenLeaseAndKeyLive) {
 
 TEST(Restart, StartsPassiveWhenThePersistedLeaseExpired) {
     Sim s;
-    s.feed(Start{kLease});
+    s.feed(Start{kLease, s.now + 3750ms});
+    s.mark();
     s.feed(LeaseLost{kLease});
     EXPECT_NE(s.last<GrantLease>(), nullptr);
-    s.feed(LeaderRead{{}, 30});
-    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+    EXPECT_TRUE(s.ranSinceMark(ActionKind::EnsurePassive));
 }
 
 TEST(Restart, StartsPassiveWhenTheStoreDoesNotAnswerInTime) {
     Sim s;
-    s.feed(Start{kLease});
+    s.feed(Start{kLease, s.now + 10s});
     s.runFor(3749ms);
     EXPECT_EQ(s.e().role(), Role::Starting);
     s.runFor(1ms);
@@ -639,4 +681,167 @@ TEST(Switchover, RefusedWhenNotActive) {
     Sim s;
     s.toPassive(other(3));
     EXPECT_EQ(s.e().canSwitchover("", {"0", "1"}), RequestResult::NotActive);
+}
+
+// ---- found by the cluster simulation (tests/sim) and the hostile-store review (#9, #10) ----
+
+TEST(ActiveReplica, AtTheDeadlineRevokesItsLeaseOnlyAfterEnsurePassiveFinished) {
+    // Seed 24 on the old core: the revoke reached the store before ensure-passive had finished
+    // (the deadline passed through one-way loss), a peer campaigned at once: two actives.
+    Sim s;
+    s.toActive();
+    s.mark();
+    s.runUntil(*s.e().deadline());  // keepalives unanswered; the monitor's ensure-active runs
+    EXPECT_EQ(s.e().role(), Role::Demoting);
+    ASSERT_NE(s.findSinceMark<CancelAction>(), nullptr);
+    s.feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Cancelled, ""});
+    ASSERT_TRUE(s.ranSinceMark(ActionKind::EnsurePassive));
+    EXPECT_EQ(s.findSinceMark<RevokeLease>(), nullptr);
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    ASSERT_NE(s.last<RevokeLease>(), nullptr);
+    EXPECT_EQ(s.last<RevokeLease>()->lease, kLease);
+}
+
+TEST(Resign, AWatchEventOlderThanTheDeleteNeverMakesTheKeyOursAgain) {
+    // Seed 6231: ResignDone arrived before the watch delivered the handover mark; the mark
+    // (the key still ours on our lease) re-promoted the replica that had just handed over.
+    Sim s;
+    s.toActive(5);
+    s.feed(WatchEvent{{true, "0", kLease, 5, {}}, 6});
+    s.feed(SwitchoverRequest{"1"});
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    ASSERT_NE(s.last<MarkHandover>(), nullptr);
+    s.feed(HandoverMarked{});
+    ASSERT_NE(s.last<DeleteLeader>(), nullptr);
+    s.feed(ResignDone{});
+    s.mark();
+    s.feed(WatchEvent{{true, "0", kLease, 5, "1"}, 7});  // the mark, delivered late
+    EXPECT_EQ(s.e().role(), Role::Passive);
+    EXPECT_FALSE(s.e().holdsLeadership());
+    EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsureActive));
+}
+
+TEST(Restart, WithoutAPersistedDeadlineRunsEnsurePassiveAtOnce) {
+    // A prom restarted without state (lease file lost) cannot know how long its service may
+    // still run: it must not wait TTL - margin for a store that does not answer.
+    Sim s;
+    s.feed(Start{});
+    ASSERT_NE(s.last<RunAction>(), nullptr);
+    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+}
+
+TEST(Restart, IsPassiveByThePreviousRunsDeadlineWhenTheStoreIsSilent) {
+    // Seed 4388 (with --no-fence): prom killed during a partition and restarted; the new run
+    // waited a full TTL - margin while the old lease expired in the store.
+    Sim s;
+    TimePoint previousDeadline = s.now + 300ms;
+    s.feed(Start{kLease, previousDeadline});
+    s.mark();
+    s.runUntil(previousDeadline - 1ms);
+    EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsurePassive));
+    s.runUntil(previousDeadline);
+    EXPECT_TRUE(s.ranSinceMark(ActionKind::EnsurePassive));
+}
+
+TEST(Restart, PersistsTheDeadlineBeforeEnsureActiveAndForgetsItOncePassive) {
+    Sim s;
+    s.toPassive();
+    s.feed(CampaignResult{true, {true, "0", kLease, 5, {}}, 5});
+    const PersistLease* p = nullptr;
+    bool persistedBeforeRun = false;
+    for (const auto& e : s.lastEffects()) {
+        if (auto* q = std::get_if<PersistLease>(&e)) p = q;
+        if (std::holds_alternative<RunAction>(e)) persistedBeforeRun = p != nullptr;
+    }
+    ASSERT_TRUE(persistedBeforeRun);
+    ASSERT_TRUE(p->deadline);
+    EXPECT_EQ(*p->deadline, *s.e().deadline());
+    s.feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Switched, ""});
+    s.feed(ResignRequest{});
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    ASSERT_NE(s.last<PersistLease>(), nullptr);
+    EXPECT_FALSE(s.last<PersistLease>()->deadline);
+}
+
+TEST(FencingToken, ZeroIsAValidTokenAndItsHolderStillDemotesAtTheDeadline) {
+    // MUSIC's first lock reference ends in 0000000000: the old core took token 0 for "not
+    // held", never demoted, and ran ensure-active hundreds of times a second.
+    Sim s;
+    s.toPassive();
+    s.feed(CampaignResult{true, {true, "0", kLease, 0, {}}, 1});
+    EXPECT_TRUE(s.e().holdsLeadership());
+    EXPECT_EQ(s.e().role(), Role::Promoting);
+    s.feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Switched, ""});
+    EXPECT_EQ(s.e().role(), Role::Active);
+    s.mark();
+    s.storeSilent(5s);
+    EXPECT_NE(s.e().role(), Role::Active);
+    EXPECT_LE(s.countSinceMark<RunAction>(), 8);
+    EXPECT_TRUE(s.ranSinceMark(ActionKind::EnsurePassive));
+}
+
+TEST(Requests, AStaleLeaseFailureDoesNotStartASecondGrant) {
+    Sim s;
+    s.feed(Start{});
+    RequestId first = s.lastId<GrantLease>();
+    s.feed(LeaseRequestFailed{0, "timeout", first + 1000});  // answers nothing in flight
+    s.runFor(1s);
+    EXPECT_EQ(s.lastId<GrantLease>(), first);
+    EXPECT_EQ(s.e().staleReplies(), 1u);
+}
+
+TEST(Requests, ACampaignWonOnALeaseNoLongerRenewedIsNotLeadership) {
+    // The old core became Promoting holding a key on lease 201 while renewing lease 202.
+    Sim s;
+    s.toPassive();
+    ASSERT_NE(s.last<Campaign>(), nullptr);
+    s.feed(CampaignResult{true, {true, "0", kLease + 1, 9, {}}, 9});
+    EXPECT_FALSE(s.e().holdsLeadership());
+    EXPECT_EQ(s.e().role(), Role::Passive);
+}
+
+TEST(Requests, AWatchEventBelowTheKnownRevisionIsIgnored) {
+    Sim s;
+    s.toPassive(other(3), 20);
+    s.mark();
+    s.feed(WatchEvent{{}, 15});  // a delete older than the read: the key still exists
+    EXPECT_EQ(s.countSinceMark<Campaign>(), 0);
+    EXPECT_EQ(s.e().leader(), "1");
+}
+
+TEST(Lease, AStoreReportedTtlAboveTheRequestedOneIsClamped) {
+    Sim s;
+    s.toActive();
+    s.runFor(1700ms);
+    ASSERT_NE(s.last<KeepAlive>(), nullptr);
+    TimePoint sent = s.now;
+    s.feed(KeepaliveAcked{kLease, Duration(100'000'000'000LL), sent});
+    EXPECT_EQ(*s.e().deadline(), sent + 5000ms - 1250ms);
+}
+
+TEST(Reload, RetryAttemptsApplyWithoutARestart) {
+    Sim s;
+    s.toActive();
+    auto p = Sim::defaults();
+    p.retryAttempts = 1;
+    s.e().reconfigure(p);
+    s.runFor(1000ms);
+    ASSERT_NE(s.last<RunAction>(), nullptr);
+    s.feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Failed, "exit 1"});
+    EXPECT_EQ(s.e().role(), Role::Demoting);
+}
+
+TEST(Stop, WhileDemotingLetsEnsurePassiveFinishBeforeExiting) {
+    Sim s;
+    s.toActive();
+    s.runUntil(*s.e().deadline());  // store silent: demoting, ensure-passive running
+    ASSERT_EQ(s.e().role(), Role::Demoting);
+    s.feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Cancelled, ""});
+    ASSERT_EQ(s.last<RunAction>()->kind, ActionKind::EnsurePassive);
+    s.mark();
+    s.feed(StopRequest{});
+    EXPECT_EQ(s.findSinceMark<CancelAction>(), nullptr);
+    EXPECT_EQ(s.findSinceMark<Exit>(), nullptr);
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    EXPECT_NE(s.findSinceMark<Exit>(), nullptr);
 }

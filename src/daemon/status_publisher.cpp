@@ -1,0 +1,75 @@
+#include "daemon/status_publisher.hpp"
+
+#include "common/log.hpp"
+
+namespace prom::daemon {
+
+StatusPublisher::StatusPublisher(StatusSinks sinks) : m_sinks(std::move(sinks)) {}
+
+void StatusPublisher::push() {
+    if (!m_sinks.properties || (m_everPushed && m_status == m_pushed)) return;
+    m_everPushed = true;
+    m_pushed = m_status;
+    m_sinks.properties(m_status);
+}
+
+void StatusPublisher::storeHealth(bool healthy, const std::string& error) {
+    m_status.storeHealthy = healthy;
+    if (!healthy) {
+        m_status.lastError = error;
+        m_storeError = true;
+    } else if (m_storeError) {
+        m_status.lastError.clear();
+        m_storeError = false;
+    }
+    push();
+}
+
+void StatusPublisher::refresh(const core::Election& e) {
+    m_status.role = core::toString(e.role());
+    m_status.leader = e.leader();
+    m_status.fencingToken = static_cast<std::uint64_t>(e.token());
+    m_status.paused = e.paused();
+    push();
+}
+
+bool StatusPublisher::apply(const core::Effect& effect) {
+    if (auto* e = std::get_if<core::PublishRole>(&effect)) {
+        std::string token = std::to_string(e->token);
+        std::string oldRole = core::toString(m_role);
+        std::string leader = e->leader.empty() ? "none" : e->leader;
+        log::setContext("PROM_ROLE", core::toString(e->role));
+        log::write(log::Level::Notice,
+                   "role " + oldRole + " -> " + core::toString(e->role) + " (token " + token + ", leader " + leader + "): " + e->reason,
+                   {{"MESSAGE_ID", log::kRoleChangedMessageId}, {"PROM_FENCING_TOKEN", token}, {"PROM_OLD_ROLE", oldRole}});
+        m_role = e->role;
+        m_status.role = core::toString(e->role);
+        m_status.fencingToken = static_cast<std::uint64_t>(e->token);
+        if (m_sinks.realtimeUsec) m_status.lastTransitionUSec = m_sinks.realtimeUsec();
+        // Properties first, then the signal: a client reacting to RoleChanged reads the new state.
+        push();
+        if (m_sinks.roleChanged) m_sinks.roleChanged(oldRole, core::toString(e->role), static_cast<std::uint64_t>(e->token));
+        if (m_sinks.notify) {
+            m_sinks.notify("STATUS=" + std::string(core::toString(e->role)) + ", leader " + leader + ", token " + token);
+            if (!m_ready && (e->role == core::Role::Passive || e->role == core::Role::Active)) {
+                m_ready = true;
+                m_sinks.notify("READY=1");
+            }
+        }
+        return true;
+    }
+    if (auto* e = std::get_if<core::PublishLeader>(&effect)) {
+        log::info("leader is " + (e->leader.empty() ? std::string("none") : e->leader) + " (token " + std::to_string(e->token) + ")");
+        return true;
+    }
+    if (auto* e = std::get_if<core::PublishError>(&effect)) {
+        log::warning(e->message);
+        m_status.lastError = e->message;
+        m_storeError = false;
+        push();
+        return true;
+    }
+    return false;
+}
+
+}  // namespace prom::daemon

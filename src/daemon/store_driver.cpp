@@ -1,0 +1,128 @@
+#include "daemon/store_driver.hpp"
+
+#include "common/log.hpp"
+
+namespace prom::daemon {
+
+namespace {
+
+/** Names the request a reply answers (every reply event has a req field). */
+core::Event withRequest(core::Event e, core::RequestId id) {
+    std::visit(
+        [id](auto& ev) {
+            if constexpr (requires { ev.req; }) ev.req = id;
+        },
+        e);
+    return e;
+}
+
+}  // namespace
+
+StoreDriver::StoreDriver(store::Store& store, std::string backend, Feed feed, Now now, HealthChanged healthChanged)
+    : m_store(store),
+      m_backend(std::move(backend)),
+      m_feed(std::move(feed)),
+      m_now(std::move(now)),
+      m_healthChanged(std::move(healthChanged)) {}
+
+void StoreDriver::record(bool ok, const std::string& error) {
+    m_lastReply = m_now();
+    bool changed = ok != m_healthy || (!ok && error != m_lastError);
+    m_healthy = ok;
+    // Recovery clears the error: LastError says why the store is unhealthy, not what once was.
+    m_lastError = ok ? "" : error;
+    if (changed && m_healthChanged) m_healthChanged(m_healthy, m_lastError);
+}
+
+template <class T>
+std::function<void(Result<T>)> StoreDriver::answer(std::string what, bool countsForHealth,
+                                                   std::function<core::Event(const Error&)> onError,
+                                                   std::function<core::Event(T&)> onValue) {
+    return [this, what = std::move(what), countsForHealth, onError = std::move(onError),
+            onValue = std::move(onValue)](Result<T> r) {
+        if (countsForHealth) record(r.ok(), r ? "" : r.error().message);
+        if (!r) {
+            log::warning(what + " failed: " + r.error().message);
+            m_feed(onError(r.error()));
+            return;
+        }
+        m_feed(onValue(r.value()));
+    };
+}
+
+bool StoreDriver::apply(const core::Effect& effect) {
+    using SRF = core::StoreRequestFailed;
+    auto failed = [](SRF::What what, core::RequestId id) {
+        return [what, id](const Error& e) -> core::Event { return SRF{what, e.message, id}; };
+    };
+    if (auto* g = std::get_if<core::GrantLease>(&effect)) {
+        TimePoint sent = m_now();
+        core::RequestId id = g->id;
+        m_store.grantLease(g->ttl, answer<store::Lease>(
+                                       "lease grant", true,
+                                       [id](const Error& e) -> core::Event { return core::LeaseRequestFailed{0, e.message, id}; },
+                                       [this, sent, id](store::Lease& l) -> core::Event {
+                                           log::info("lease " + std::to_string(l.id) + " granted, TTL " +
+                                                     std::to_string(l.ttl.count() / 1000) + " s");
+                                           return core::LeaseGranted{l.id, l.ttl, sent, id};
+                                       }));
+    } else if (auto* k = std::get_if<core::KeepAlive>(&effect)) {
+        TimePoint sent = m_now();
+        core::RequestId id = k->id;
+        std::int64_t lease = k->lease;
+        m_store.keepAlive(lease, answer<std::optional<Duration>>(
+                                     "keepalive", true,
+                                     [lease, id](const Error& e) -> core::Event { return core::LeaseRequestFailed{lease, e.message, id}; },
+                                     [this, lease, sent, id](std::optional<Duration>& ttl) -> core::Event {
+                                         if (!ttl) {
+                                             log::warning("lease " + std::to_string(lease) + " no longer exists in " + m_backend);
+                                             return core::LeaseLost{lease, id};
+                                         }
+                                         return core::KeepaliveAcked{lease, *ttl, sent, id};
+                                     }));
+    } else if (auto* v = std::get_if<core::RevokeLease>(&effect)) {
+        std::int64_t lease = v->lease;
+        m_store.revokeLease(lease, [lease](Result<Ok> r) {
+            if (!r) log::debug("revoking lease " + std::to_string(lease) + " failed: " + r.error().message);
+        });
+    } else if (auto* rl = std::get_if<core::ReadLeader>(&effect)) {
+        core::RequestId id = rl->id;
+        m_store.readLeader(answer<core::LeaderRead>("reading the leader key", true, failed(SRF::What::Read, id),
+                                                    [id](core::LeaderRead& v) { return withRequest(v, id); }));
+    } else if (auto* c = std::get_if<core::Campaign>(&effect)) {
+        core::RequestId id = c->id;
+        m_store.campaign(c->lease, answer<core::CampaignResult>("campaign", true, failed(SRF::What::Campaign, id),
+                                                                [id](core::CampaignResult& v) { return withRequest(v, id); }));
+    } else if (auto* w = std::get_if<core::Watch>(&effect)) {
+        core::RequestId id = w->id;
+        m_store.watchLeader(
+            w->fromRevision, [this, id](const core::WatchEvent& ev) { m_feed(withRequest(ev, id)); },
+            [this, id](const std::string& why) {
+                log::info("leader watch closed (" + why + "); re-reading");
+                m_feed(core::WatchBroken{why, id});
+            });
+    } else if (auto* d = std::get_if<core::DeleteLeader>(&effect)) {
+        core::RequestId id = d->id;
+        m_store.deleteLeader(d->createRevision, answer<Ok>("deleting the leader key", false, failed(SRF::What::Resign, id),
+                                                            [id](Ok&) -> core::Event { return core::ResignDone{id}; }));
+    } else if (auto* m = std::get_if<core::MarkHandover>(&effect)) {
+        core::RequestId id = m->id;
+        m_store.markHandover(m->createRevision, m->lease, m->target,
+                             answer<Ok>("naming the switchover target in the leader key", false, failed(SRF::What::Handover, id),
+                                        [id](Ok&) -> core::Event { return core::HandoverMarked{id}; }));
+    } else if (auto* p = std::get_if<core::PutMember>(&effect)) {
+        m_store.putMember(p->lease, [](Result<Ok> r) {
+            if (!r) log::warning("writing the member key failed: " + r.error().message);
+        });
+    } else if (auto* rm = std::get_if<core::ReadMembers>(&effect)) {
+        core::RequestId id = rm->id;
+        m_store.readMembers(answer<std::vector<std::string>>(
+            "reading the member keys", false, failed(SRF::What::Members, id),
+            [id](std::vector<std::string>& present) -> core::Event { return core::MembersRead{present, id}; }));
+    } else {
+        return false;
+    }
+    return true;
+}
+
+}  // namespace prom::daemon

@@ -1,0 +1,50 @@
+#pragma once
+// Carries the core's store effects to a store::Store and brings every answer back as the reply
+// event that names the request (core::RequestId), so the core can drop answers to requests it
+// no longer waits for. It also keeps what operators see of the store: healthy or not, and why.
+#include <functional>
+#include <string>
+
+#include "common/clock.hpp"
+#include "core/election.hpp"
+#include "store/store.hpp"
+
+namespace prom::daemon {
+
+class StoreDriver {
+public:
+    using Feed = std::function<void(core::Event)>;
+    using Now = std::function<TimePoint()>;
+    /** Called when the store's health or its last error changes. */
+    using HealthChanged = std::function<void(bool healthy, const std::string& error)>;
+
+    /** backend names the store in messages ("etcd", "MUSIC"). */
+    StoreDriver(store::Store& store, std::string backend, Feed feed, Now now, HealthChanged healthChanged);
+
+    /** Starts the store request of a store effect; false when the effect is not one. */
+    bool apply(const core::Effect& effect);
+
+    bool healthy() const { return m_healthy; }
+    const std::string& lastError() const { return m_lastError; }
+    /** When the store last answered anything (success or error); epoch if never. */
+    TimePoint lastReply() const { return m_lastReply; }
+
+private:
+    /** The one path of every answer: record health, log a failure, feed the event. */
+    template <class T>
+    std::function<void(Result<T>)> answer(std::string what, bool countsForHealth,
+                                          std::function<core::Event(const Error&)> onError,
+                                          std::function<core::Event(T&)> onValue);
+    void record(bool ok, const std::string& error);
+
+    store::Store& m_store;
+    std::string m_backend;
+    Feed m_feed;
+    Now m_now;
+    HealthChanged m_healthChanged;
+    bool m_healthy = false;
+    std::string m_lastError;
+    TimePoint m_lastReply{};
+};
+
+}  // namespace prom::daemon
