@@ -25,13 +25,22 @@ const char* toString(ActionKind k) {
     return "?";
 }
 
-Election::Election(Params p) : m_p(std::move(p)) {}
+Election::Election(Params p)
+    : m_p(std::move(p)), m_supporter(m_p.support), m_holder(m_p.support, static_cast<int>(m_p.peers.size()) + 1) {}
 
 void Election::reconfigure(const Params& p) {
     Params n = p;
     n.self = m_p.self;
     n.requestedTtl = m_p.requestedTtl;
     n.demoteMargin = m_p.demoteMargin;
+    // Membership and timing of peer support are fixed for the process: changing the majority
+    // under running promises would break the intersection argument.
+    n.fast = m_p.fast;
+    n.peers = m_p.peers;
+    n.witness = m_p.witness;
+    n.heartbeat = m_p.heartbeat;
+    n.support = m_p.support;
+    n.stopMargin = m_p.stopMargin;
     m_p = std::move(n);
     auto known = [this](const std::string& peer) {
         return std::find(m_p.restartablePeers.begin(), m_p.restartablePeers.end(), peer) != m_p.restartablePeers.end();
@@ -55,7 +64,54 @@ std::optional<std::int64_t> Election::heldToken() const {
 std::optional<TimePoint> Election::deadline() const {
     auto* h = std::get_if<LeaseHeld>(&m_lease);
     if (!h) return std::nullopt;
-    return h->lastAckSent + h->ttl - m_p.demoteMargin;
+    TimePoint d = h->lastAckSent + h->ttl - m_p.demoteMargin;
+    if (holdsFastKey()) {
+        // Before a majority has acknowledged the new epoch it is only Promoting (ensure-active
+        // waits for support): the grace bounds how long it holds the key without.
+        auto s = supportDeadline();
+        d = std::min(d, s ? *s : m_supportGrace);
+    }
+    return d;
+}
+
+bool Election::holdsFastKey() const { return m_p.fast && m_heldFast && heldToken().has_value(); }
+
+std::optional<TimePoint> Election::supportDeadline() const {
+    if (!holdsFastKey() || m_holder.epoch() != *heldToken()) return std::nullopt;
+    auto q = m_holder.deadline();
+    if (!q) return std::nullopt;
+    if (*q == TimePoint::max()) return q;
+    return *q - m_p.stopMargin;
+}
+
+bool Election::supportHolds() const {
+    if (!holdsFastKey()) return true;
+    auto s = supportDeadline();
+    return s && m_now < *s;
+}
+
+unsigned Election::peerSupport() const { return holdsFastKey() ? m_holder.supporters(m_now) : 0; }
+
+bool Election::isPeer(const std::string& id) const {
+    return std::find(m_p.peers.begin(), m_p.peers.end(), id) != m_p.peers.end();
+}
+
+bool Election::peersReachable() const {
+    int n = 1;
+    for (const auto& [peer, at] : m_lastAck)
+        if (m_now < at + m_p.support.support) ++n;
+    return n >= m_holder.quorum();
+}
+
+void Election::enterLeading(std::int64_t token, std::int64_t lease, bool fastKey) {
+    m_leadership = Leading{token, lease};
+    m_token = std::max(m_token, token);
+    m_heldFast = m_p.fast && fastKey;
+    if (m_heldFast) {
+        m_holder.begin(token);
+        m_supportGrace = m_now + m_p.support.support;
+        m_heartbeatNow = true;  // the first heartbeat of the new epoch goes out at once
+    }
 }
 
 RequestResult Election::canResign() const {
@@ -77,6 +133,7 @@ std::vector<Effect> Election::handle(TimePoint now, const Event& event) {
     // fire late): demote first, so that a late reply cannot extend leadership retroactively.
     checkDeadlines();
     std::visit([this](const auto& e) { on(e); }, event);
+    expireSupport();
     checkDeadlines();
     evaluateOwnership();
     drive();
@@ -103,6 +160,12 @@ void Election::learnLeader(const LeaderKey& key) {
     if (key.exists) {
         // Fencing tokens seen by this replica never go backwards (a stale member may answer).
         m_token = std::max(m_token, key.createRevision);
+        if (m_p.fast) {
+            // Older epochs' keys are gone from the store: they can never lead again.
+            m_supporter.forgetBelow(m_token);
+            std::erase_if(m_withdrawals, [&](const auto& kv) { return kv.first < m_token; });
+            if (key.fast && key.holder != m_p.self) m_supporter.onKey(m_now, key.holder, key.createRevision);
+        }
         if (key.holder != m_p.self) m_seenOtherActive = true;
     }
     if (changed) emit(PublishLeader{key.exists ? key.holder : "", m_token});
@@ -115,6 +178,7 @@ void Election::persist() {
 }
 
 void Election::queueAction(ActionKind k) {
+    if (m_p.witness) return;  // a witness only votes: it runs no actions
     if (m_running && m_running->kind == k) {
         // Already running, but it may have started before the state changed: run it once more.
         m_queued = k;
@@ -139,10 +203,20 @@ void Election::startAction(ActionKind k, const std::string& peer) {
 void Election::settlePassive() {
     if (m_settled) return;
     m_settled = true;
+    if (m_p.witness) {
+        setRole(Role::Passive, "witness: votes only");
+        return;
+    }
     queueAction(ActionKind::EnsurePassive);
 }
 
 void Election::loseLeadership(const std::string& reason, bool abandonLease) {
+    if (holdsFastKey()) {
+        // A fast epoch ends for good: peers may be withdrawing it already, so this replica must
+        // never count (or re-adopt) it again, even if a late ack or a restarted peer backs it.
+        m_resignedToken = std::max(m_resignedToken, *heldToken());
+        m_holder.begin(0);
+    }
     m_leadership = NotLeader{};
     m_failures = 0;
     m_restartQueue.clear();
@@ -183,8 +257,13 @@ void Election::checkDeadlines() {
     if (!m_started || m_exited) return;
     if (heldToken()) {
         auto d = deadline();
-        if (!d || m_now >= *d)
-            loseLeadership("lease deadline passed: no keepalive acknowledged for TTL - margin (store unreachable?)", true);
+        if (!d || m_now >= *d) {
+            auto* h = std::get_if<LeaseHeld>(&m_lease);
+            const bool etcd = !h || m_now >= h->lastAckSent + h->ttl - m_p.demoteMargin;
+            loseLeadership(etcd ? "lease deadline passed: no keepalive acknowledged for TTL - margin (store unreachable?)"
+                                : "peer support lost: no majority acknowledged a heartbeat for support-ms (peer network?)",
+                           true);
+        }
     }
     if (!m_settled && m_startDeadline && m_now >= *m_startDeadline && !heldToken()) {
         // No answer from the store in time to prove this replica still holds the leader key.
@@ -202,8 +281,7 @@ void Election::evaluateOwnership() {
     if (m_leader.createRevision <= m_resignedToken) return;
     // The leader key is ours, on our live lease: either prom restarted while active (resume
     // without failover) or a campaign whose reply was lost (or not yet seen) did commit.
-    m_leadership = Leading{m_leader.createRevision, lease};
-    m_token = std::max(m_token, m_leader.createRevision);
+    enterLeading(m_leader.createRevision, lease, m_leader.fast);
     std::string token = std::to_string(m_leader.createRevision);
     if (!m_settled) {
         m_settled = true;
@@ -221,6 +299,18 @@ void Election::evaluateOwnership() {
 
 void Election::on(const Start& e) {
     m_started = true;
+    m_supporter.start(m_now);
+    if (m_p.fast) {
+        // A restarted prom never resumes a fast key: its peers may be withdrawing its epoch
+        // already. The old lease goes once the service is passive (its key with it).
+        m_serviceDeadline = e.persistedDeadline;
+        if (e.persistedLease) {
+            if (m_p.witness) emit(RevokeLease{e.persistedLease});
+            else m_abandoned = e.persistedLease;
+        }
+        settlePassive();
+        return;
+    }
     m_startDeadline = m_now + (m_p.requestedTtl - m_p.demoteMargin);
     if (e.persistedDeadline) {
         // The previous run may have left the service active: passive by its deadline at the
@@ -319,6 +409,7 @@ void Election::on(const LeaderRead& e) {
     }
     m_readWanted = false;
     m_revision = e.revision;
+    m_supporter.setFloor(e.revision);
     if (auto t = heldToken(); t && (!e.key.exists || e.key.createRevision != *t))
         loseLeadership("the leader key is no longer ours", false);
     learnLeader(e.key);
@@ -347,8 +438,7 @@ void Election::on(const CampaignResult& e) {
     if (ours && m_stopping) {
         m_leadership = HandingOver{HandingOver::Step::Delete, e.key.createRevision, lease, "", 0, std::nullopt};
     } else if (ours) {
-        m_leadership = Leading{e.key.createRevision, lease};
-        m_token = std::max(m_token, e.key.createRevision);
+        enterLeading(e.key.createRevision, lease, e.key.fast);
         m_failures = 0;
         setRole(Role::Promoting, "won the election with token " + std::to_string(e.key.createRevision));
         queueAction(ActionKind::EnsureActive);
@@ -381,6 +471,12 @@ void Election::on(const StoreRequestFailed& e) {
             return;
         case What::Handover:
         case What::Resign: {
+            if (m_takeover && e.what == What::Resign && e.req == m_takeover->req) {
+                m_takeover.reset();
+                m_readWanted = true;  // the delete may have committed: a read tells
+                m_readRetryAt = m_now + m_p.storeRetry;
+                return;
+            }
             auto* h = std::get_if<HandingOver>(&m_leadership);
             if (!h || stale(e.req, h->req)) return;
             h->req = 0;
@@ -481,9 +577,21 @@ void Election::on(const ActionFinished& f) {
 }
 
 void Election::on(const ResignDone& e) {
+    if (m_takeover && e.req == m_takeover->req) {
+        // The withdrawn fast key is gone (or was already replaced): campaign at once, the
+        // create-if-absent txn decides between takers.
+        std::int64_t epoch = m_takeover->epoch;
+        m_takeover.reset();
+        if (m_leader.exists && m_leader.createRevision == epoch) {
+            learnLeader(LeaderKey{});
+            m_handoverToMe = true;
+        }
+        return;
+    }
     auto* h = std::get_if<HandingOver>(&m_leadership);
     if (!h || stale(e.req, h->req)) return;
     m_resignedToken = std::max(m_resignedToken, h->token);
+    m_holder.begin(0);
     m_leadership = NotLeader{};
     m_noCampaignUntil = m_now + m_p.resignCooldown;
     // The key is gone (or was no longer ours): the watch may report the delete after this
@@ -557,6 +665,7 @@ void Election::drive() {
     driveLease();
     driveLeaderKey();
     driveActions();
+    driveFast();
     if (m_stopping && !heldToken() && !m_running && !m_queued && !m_retryPassive) {
         m_exited = true;
         if (std::int64_t lease = currentLease()) emit(RevokeLease{lease});
@@ -595,7 +704,7 @@ void Election::driveLeaderKey() {
 
     auto* held = std::get_if<LeaseHeld>(&m_lease);
     const bool leaseFresh = held && m_now < held->lastAckSent + held->ttl - m_p.demoteMargin;
-    const bool mayCampaign = m_role == Role::Passive && std::holds_alternative<NotLeader>(m_leadership) && leaseFresh &&
+    const bool mayCampaign = !m_p.witness && m_role == Role::Passive && std::holds_alternative<NotLeader>(m_leadership) && leaseFresh &&
                              m_leaderKnown && !m_leader.exists && !m_readWanted && !m_paused && !m_stopping &&
                              due(m_noCampaignUntil) && (!m_p.startPassive || m_seenOtherActive);
     if (mayCampaign) {
@@ -603,7 +712,10 @@ void Election::driveLeaderKey() {
         if (m_now >= *m_campaignAt) {
             m_campaignAt.reset();
             m_leadership = Campaigning{held->id, next()};
-            emit(Campaign{held->id, std::get<Campaigning>(m_leadership).req});
+            // A key is fast only when this replica has round trips with a majority now: a holder
+            // that could not gather support would give it up at once (a slow key keeps the
+            // lease rules instead).
+            emit(Campaign{held->id, std::get<Campaigning>(m_leadership).req, m_p.fast && peersReachable()});
         }
     } else if (m_leader.exists || heldToken()) {
         m_campaignAt.reset();
@@ -632,6 +744,8 @@ void Election::driveActions() {
     if (m_running) return;
     const bool leading = std::holds_alternative<Leading>(m_leadership);
     if (m_queued) {
+        // ensure-active of a fast key waits until a majority supports its epoch.
+        if (*m_queued == ActionKind::EnsureActive && !supportHolds()) return;
         auto k = *m_queued;
         m_queued.reset();
         m_retryPassive = false;
@@ -642,8 +756,9 @@ void Election::driveActions() {
             startAction(ActionKind::EnsurePassive);
         }
     } else if (!m_paused && m_settled && m_nextEnsureAt && m_now >= *m_nextEnsureAt && !m_stopping) {
-        if (leading && (m_role == Role::Active || m_role == Role::Promoting))
-            startAction(ActionKind::EnsureActive);
+        if (leading && (m_role == Role::Active || m_role == Role::Promoting)) {
+            if (supportHolds()) startAction(ActionKind::EnsureActive);
+        }
         else if (m_role == Role::Passive)
             startAction(ActionKind::EnsurePassive);
     } else if (leading && m_role == Role::Active && !m_restartQueue.empty() && !m_paused && !m_stopping) {
@@ -675,7 +790,88 @@ std::optional<TimePoint> Election::nextWakeup() const {
     consider(m_noCampaignUntil);
     if (std::holds_alternative<Leading>(m_leadership) && m_role == Role::Active && !m_p.restartablePeers.empty() && !m_members)
         consider(m_membersAt);
+    if (m_p.fast) {
+        consider(m_nextHeartbeat);
+        consider(m_supporter.nextExpiry());
+    }
     return best;
+}
+
+// ---- fast mode ----------------------------------------------------------------------------
+
+void Election::on(const PeerHeartbeat& e) {
+    if (!m_p.fast || !isPeer(e.from)) {
+        ++m_staleReplies;  // not a member: the transport should have dropped it
+        return;
+    }
+    // A withdrawal counts for a takeover only from a replica other than the epoch's holder.
+    if (e.withdrawn > 0 && e.withdrawn >= m_token) m_withdrawals[e.withdrawn][e.from] = true;
+    const bool supported = e.epoch > 0 && e.epoch >= m_token && m_supporter.onHeartbeat(m_now, e.from, e.epoch);
+    emit(SendAck{e.from, e.epoch, e.seq, supported});
+}
+
+void Election::on(const PeerAck& e) {
+    if (!m_p.fast || !isPeer(e.from)) {
+        ++m_staleReplies;
+        return;
+    }
+    m_lastAck[e.from] = m_now;
+    if (e.epoch == 0) return;
+    if (!holdsFastKey() || e.epoch != m_holder.epoch()) {
+        ++m_staleReplies;  // an ack of an epoch this replica no longer holds
+        return;
+    }
+    m_holder.acked(e.from, e.epoch, e.seq, e.supported);
+    if (m_serviceDeadline) {
+        // Persisted for the PID 1 fence: any value up to the real deadline is safe (the fence
+        // then stops the service earlier), so it is rewritten only every few heartbeats.
+        auto d = deadline();
+        if (d && *d >= *m_serviceDeadline + 4 * m_p.heartbeat) {
+            m_serviceDeadline = d;
+            persist();
+        }
+    }
+}
+
+void Election::expireSupport() {
+    if (!m_p.fast || !m_started) return;
+    for (std::int64_t epoch : m_supporter.expire(m_now)) {
+        (void)epoch;
+        m_heartbeatNow = true;  // tell the peers at once; every later heartbeat repeats it
+    }
+}
+
+void Election::driveFast() {
+    if (!m_p.fast) return;
+    if (m_heartbeatNow || !m_nextHeartbeat || m_now >= *m_nextHeartbeat) {
+        m_heartbeatNow = false;
+        m_nextHeartbeat = m_now + m_p.heartbeat;
+        const std::int64_t epoch = holdsFastKey() ? *heldToken() : 0;
+        ++m_heartbeatSeq;
+        if (epoch) {
+            m_holder.prune(m_now);
+            m_holder.sent(m_now, m_heartbeatSeq);
+        }
+        emit(SendHeartbeat{epoch, m_heartbeatSeq, m_supporter.latestWithdrawn()});
+    }
+
+    // Takeover: a majority (this replica included, the holder excluded) has withdrawn support
+    // from the fast key's epoch, so its holder's support deadline has passed (it stopped).
+    if (m_p.witness || m_takeover || m_stopping || m_paused || m_readWanted || !m_leaderKnown) return;
+    if (!m_leader.exists || !m_leader.fast || m_leader.holder == m_p.self) return;
+    if (m_role != Role::Passive || !std::holds_alternative<NotLeader>(m_leadership)) return;
+    if (m_noCampaignUntil && m_now < *m_noCampaignUntil) return;
+    if (m_p.startPassive && !m_seenOtherActive) return;
+    auto* held = std::get_if<LeaseHeld>(&m_lease);
+    if (!held || m_now >= held->lastAckSent + held->ttl - m_p.demoteMargin) return;  // could not campaign after
+    const std::int64_t epoch = m_leader.createRevision;
+    int count = m_supporter.withdrawn(epoch) ? 1 : 0;
+    if (auto it = m_withdrawals.find(epoch); it != m_withdrawals.end())
+        for (const auto& [peer, yes] : it->second)
+            if (yes && peer != m_leader.holder && peer != m_p.self) ++count;
+    if (count < m_holder.quorum()) return;
+    m_takeover = Takeover{epoch, next()};
+    emit(DeleteLeader{epoch, m_takeover->req});
 }
 
 }  // namespace prom::core

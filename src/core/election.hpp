@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "core/support.hpp"
 
 namespace prom::core {
 
@@ -53,6 +54,10 @@ struct LeaderKey {
     std::int64_t createRevision = 0;  ///< the fencing token
     /** Set by an active handing over (Switchover): the replica that should campaign first. */
     std::string handoverTo;
+    /** Fast mode: the holder had peer-majority round trips when it created the key, so the key
+     *  may be taken over once a majority withdrew support from its epoch. A slow key (false) is
+     *  only replaced after its lease expires. Written in the key's value (mode=fast|slow). */
+    bool fast = false;
     bool operator==(const LeaderKey&) const = default;
 };
 
@@ -77,6 +82,17 @@ struct Params {
     Duration restartPeerBackoff{30000};
     /** How often the active reads the member keys (only when it has restartable peers). */
     Duration membersInterval{2500};
+
+    // ---- fast mode (doc/election.md "Fast mode"); fixed for the life of the process ----
+    bool fast = false;
+    /** The other voting members (witnesses included): majority = (peers + 1) / 2 + 1. */
+    std::vector<std::string> peers;
+    /** Votes (supports, withdraws), never campaigns, runs no actions. */
+    bool witness = false;
+    Duration heartbeat{25};
+    SupportTiming support{};
+    /** The holder stops this long before its peer-support deadline (hard stop time). */
+    Duration stopMargin{50};
 };
 
 /** Per replica of higher priority, a lower-priority replica waits this long before campaigning. */
@@ -167,10 +183,26 @@ struct PauseRequest {
     bool pause;
 };
 struct StopRequest {};
+/** Fast mode: a peer's heartbeat (authenticated by the transport). epoch = the fast key the
+ *  sender holds (0 = none); withdrawn = the highest epoch the sender has withdrawn (0 = none),
+ *  repeated in every heartbeat because datagrams get lost. */
+struct PeerHeartbeat {
+    std::string from;
+    std::int64_t epoch = 0;
+    std::uint64_t seq = 0;
+    std::int64_t withdrawn = 0;
+};
+/** Fast mode: a peer's answer to heartbeat seq (the seq is the request id of the heartbeat). */
+struct PeerAck {
+    std::string from;
+    std::int64_t epoch = 0;
+    std::uint64_t seq = 0;
+    bool supported = false;
+};
 
 using Event = std::variant<Start, LeaseGranted, KeepaliveAcked, LeaseLost, LeaseRequestFailed, LeaderRead, CampaignResult,
                            StoreRequestFailed, WatchEvent, WatchBroken, ActionFinished, ResignDone, MembersRead, Tick,
-                           ResignRequest, SwitchoverRequest, HandoverMarked, PauseRequest, StopRequest>;
+                           ResignRequest, SwitchoverRequest, HandoverMarked, PauseRequest, StopRequest, PeerHeartbeat, PeerAck>;
 
 // ---- effects ------------------------------------------------------------------------------
 struct GrantLease {
@@ -197,6 +229,7 @@ struct ReadLeader {
 struct Campaign {
     std::int64_t lease;
     RequestId id = 0;
+    bool fast = false;  ///< write the key as fast (mode=fast) rather than slow
 };
 /** (Re)open the watch of the leader key from this revision (replacing any open one). */
 struct Watch {
@@ -246,9 +279,23 @@ struct PublishError {
     std::string message;
 };
 struct Exit {};
+/** Fast mode: send a heartbeat to every peer (fields as in PeerHeartbeat). */
+struct SendHeartbeat {
+    std::int64_t epoch;
+    std::uint64_t seq;
+    std::int64_t withdrawn;
+};
+/** Fast mode: answer peer's heartbeat seq. */
+struct SendAck {
+    std::string to;
+    std::int64_t epoch;
+    std::uint64_t seq;
+    bool supported;
+};
 
 using Effect = std::variant<GrantLease, KeepAlive, RevokeLease, PersistLease, ReadLeader, Campaign, Watch, DeleteLeader,
-                            RunAction, CancelAction, PublishRole, PublishLeader, PublishError, PutMember, ReadMembers, MarkHandover, Exit>;
+                            RunAction, CancelAction, PublishRole, PublishLeader, PublishError, PutMember, ReadMembers, MarkHandover, Exit,
+                            SendHeartbeat, SendAck>;
 
 /** Outcome of an operator request (D-Bus method). */
 enum class RequestResult { Accepted, NotActive, InvalidArgs };
@@ -313,10 +360,16 @@ public:
     std::int64_t token() const { return m_token; }
     bool paused() const { return m_paused; }
     bool holdsLeadership() const { return heldToken().has_value(); }
-    /** Local deadline of the leader: last acknowledged keepalive send time + TTL - margin. */
+    /** Local deadline of the leader: last acknowledged keepalive send time + TTL - margin; for
+     *  a fast key also no later than its peer-majority support deadline - stop margin. */
     std::optional<TimePoint> deadline() const;
     /** Replies ignored because they answered a request that was no longer current. */
     std::uint64_t staleReplies() const { return m_staleReplies; }
+    bool fastMode() const { return m_p.fast; }
+    /** Peers whose support of this replica's fast epoch has not run out (0 when not holding one). */
+    unsigned peerSupport() const;
+    /** Whether this replica holds a fast key (takeovers by peer withdrawal apply to it). */
+    bool holdsFastKey() const;
     /** Whether a ResignRequest would be accepted now. */
     RequestResult canResign() const;
     /** Whether a SwitchoverRequest to target would be accepted (replicas: every replica id). */
@@ -343,6 +396,8 @@ private:
     void on(const HandoverMarked& e);
     void on(const PauseRequest& e);
     void on(const StopRequest&);
+    void on(const PeerHeartbeat& e);
+    void on(const PeerAck& e);
 
     // transitions and helpers
     void checkDeadlines();
@@ -354,6 +409,14 @@ private:
     void driveLease();
     void driveLeaderKey();
     void driveActions();
+    void driveFast();
+    void expireSupport();
+    void enterLeading(std::int64_t token, std::int64_t lease, bool fastKey);
+    bool isPeer(const std::string& id) const;
+    /** Fast key held and a majority's support not run out (ensure-active may run). */
+    bool supportHolds() const;
+    std::optional<TimePoint> supportDeadline() const;
+    bool peersReachable() const;
     void setRole(Role r, const std::string& reason);
     void learnLeader(const LeaderKey& key);
     void queueAction(ActionKind k);
@@ -420,6 +483,22 @@ private:
     std::map<std::string, TimePoint> m_missingSince;
     std::map<std::string, TimePoint> m_nextRestart;
     std::deque<std::string> m_restartQueue;
+
+    // fast mode
+    Supporter m_supporter;
+    HolderSupport m_holder;
+    bool m_heldFast = false;              ///< the key held (Leading/HandingOver) is fast
+    TimePoint m_supportGrace{};           ///< a fresh fast key without majority acks is given up then
+    std::uint64_t m_heartbeatSeq = 0;
+    std::optional<TimePoint> m_nextHeartbeat;
+    bool m_heartbeatNow = false;          ///< a new withdrawal or epoch: tell the peers at once
+    std::map<std::string, TimePoint> m_lastAck;                 ///< round trips per peer
+    std::map<std::int64_t, std::map<std::string, bool>> m_withdrawals;  ///< epoch -> peers withdrawn
+    struct Takeover {
+        std::int64_t epoch;
+        RequestId req;
+    };
+    std::optional<Takeover> m_takeover;   ///< guarded delete of a withdrawn fast key in flight
 };
 
 }  // namespace prom::core

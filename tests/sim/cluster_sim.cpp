@@ -52,6 +52,10 @@ enum class FaultKind {
     Switchover,
     Resign,
     Pause,
+    // fast mode only (appended: lease-mode seeds draw from the kinds above and stay the same)
+    PeerPartition,    ///< replica <-> every peer, both directions (the store link stays)
+    PeerOneWay,       ///< replica -> peers or peers -> replica dropped
+    PeerLossy,        ///< loss, duplication and long delays on one replica's peer messages
 };
 
 const char* name(FaultKind k) {
@@ -70,6 +74,9 @@ const char* name(FaultKind k) {
         case FaultKind::Switchover: return "switchover";
         case FaultKind::Resign: return "resign";
         case FaultKind::Pause: return "pause";
+        case FaultKind::PeerPartition: return "peer-partition";
+        case FaultKind::PeerOneWay: return "peer-one-way";
+        case FaultKind::PeerLossy: return "peer-lossy";
     }
     return "?";
 }
@@ -93,6 +100,7 @@ struct StoredLeader {
     std::int64_t lease;
     std::int64_t createRevision;
     std::string handoverTo;
+    bool fast = false;
 };
 
 struct StoreModel {
@@ -116,6 +124,7 @@ struct StoreModel {
         k.lease = leader->lease;
         k.createRevision = leader->createRevision;
         k.handoverTo = leader->handoverTo;
+        k.fast = leader->fast;
         return k;
     }
     bool alive(std::int64_t lease, Ms now) const {
@@ -165,6 +174,11 @@ struct Replica {
     double loss = 0;
     double dup = 0;
     Ms maxDelay = 5;
+    // peer link (fast mode): applies to messages from and to this replica
+    double peerLoss = 0;
+    double peerDup = 0;
+    Ms peerMaxDelay = 2;
+    bool witness = false;
     // watch
     std::uint64_t watchGen = 0;
     core::RequestId watchId = 0;
@@ -193,7 +207,7 @@ std::string describe(const core::Event& e) {
     static const char* names[] = {"Start", "LeaseGranted", "KeepaliveAcked", "LeaseLost", "LeaseRequestFailed", "LeaderRead",
                                   "CampaignResult", "StoreRequestFailed", "WatchEvent", "WatchBroken", "ActionFinished",
                                   "ResignDone", "MembersRead", "Tick", "ResignRequest", "SwitchoverRequest", "HandoverMarked",
-                                  "PauseRequest", "StopRequest"};
+                                  "PauseRequest", "StopRequest", "PeerHeartbeat", "PeerAck"};
     std::ostringstream s;
     s << names[e.index()];
     auto key = [&](const core::LeaderKey& k) {
@@ -211,13 +225,18 @@ std::string describe(const core::Event& e) {
     if (auto* a = std::get_if<core::ActionFinished>(&e)) s << " " << core::toString(a->kind) << " outcome " << static_cast<int>(a->outcome);
     if (auto* sw = std::get_if<core::SwitchoverRequest>(&e)) s << " to '" << sw->target << "'";
     if (auto* p = std::get_if<core::PauseRequest>(&e)) s << (p->pause ? " pause" : " resume");
+    if (auto* h = std::get_if<core::PeerHeartbeat>(&e))
+        s << " from " << h->from << " epoch " << h->epoch << " seq " << h->seq << " withdrawn " << h->withdrawn;
+    if (auto* a = std::get_if<core::PeerAck>(&e))
+        s << " from " << a->from << " epoch " << a->epoch << " seq " << a->seq << (a->supported ? " supported" : " refused");
     return s.str();
 }
 
 std::string describe(const core::Effect& e) {
     static const char* names[] = {"GrantLease", "KeepAlive", "RevokeLease", "PersistLease", "ReadLeader", "Campaign",
                                   "Watch", "DeleteLeader", "RunAction", "CancelAction", "PublishRole", "PublishLeader",
-                                  "PublishError", "PutMember", "ReadMembers", "MarkHandover", "Exit"};
+                                  "PublishError", "PutMember", "ReadMembers", "MarkHandover", "Exit",
+                                  "SendHeartbeat", "SendAck"};
     std::ostringstream s;
     s << names[e.index()];
     if (auto* k = std::get_if<core::KeepAlive>(&e)) s << " lease " << k->lease;
@@ -228,6 +247,10 @@ std::string describe(const core::Effect& e) {
     if (auto* p = std::get_if<core::PublishRole>(&e)) s << " " << core::toString(p->role) << " token " << p->token << ": " << p->reason;
     if (auto* p = std::get_if<core::PublishError>(&e)) s << " " << p->message;
     if (auto* m = std::get_if<core::MarkHandover>(&e)) s << " to " << m->target;
+    if (auto* c = std::get_if<core::Campaign>(&e)) s << (c->fast ? " fast" : " slow");
+    if (auto* h = std::get_if<core::SendHeartbeat>(&e)) s << " epoch " << h->epoch << " seq " << h->seq << " withdrawn " << h->withdrawn;
+    if (auto* a = std::get_if<core::SendAck>(&e))
+        s << " to " << a->to << " epoch " << a->epoch << " seq " << a->seq << (a->supported ? " supported" : " refused");
     return s.str();
 }
 
@@ -254,6 +277,15 @@ public:
         m_watchSilence = m_ttl / 3 + m_requestTimeout;
         m_actionTimeout = 1500;
         m_restartablePeers = setup.chance(0.3);
+        if (o.fast) {
+            // Tuned fast-mode timing (fast-failover note §3): h 25 ms, S 200 ms; the stop margin
+            // covers the hard stop (ensure-passive here) plus the longest freeze generated.
+            m_heartbeat = 25;
+            m_support = 200;
+            m_stopMargin = 60;
+            m_maxPassive = 25;
+        }
+        const bool withWitness = o.fast && n == 3 && setup.chance(0.3);
         for (int i = 0; i < n; ++i) {
             Replica r;
             r.index = i;
@@ -261,6 +293,7 @@ public:
             r.priority = setup.chance(0.3) ? static_cast<int>(setup.below(3)) : 0;
             r.rate = 1.0 + (setup.unit() - 0.5) * 1e-3;  // ±500 ppm
             r.offset = setup.between(1000, 10'000'000);
+            r.witness = withWitness && i == n - 1;
             m_replicas.push_back(std::move(r));
         }
         generateFaults();
@@ -290,7 +323,11 @@ public:
             if (r.core) m_out.staleReplies += r.core->staleReplies();
         m_out.faults = m_faults.size();
         std::ostringstream sched;
-        sched << "replicas " << m_replicas.size() << ", TTL " << m_ttl << " ms, margin " << m_margin << " ms\n";
+        sched << "replicas " << m_replicas.size() << ", TTL " << m_ttl << " ms, margin " << m_margin << " ms";
+        if (m_opt.fast)
+            sched << ", fast mode: heartbeat " << m_heartbeat << " ms, support " << m_support << " ms, stop margin " << m_stopMargin
+                  << " ms" << (m_replicas.back().witness ? ", replica " + m_replicas.back().id + " a witness" : "");
+        sched << "\n";
         for (std::size_t i = 0; i < m_faults.size(); ++i) {
             const auto& f = m_faults[i];
             sched << (m_opt.skipFaults.count(i) ? "  (skipped) " : "  ") << "#" << i << " at " << f.at << " ms: " << name(f.kind)
@@ -312,10 +349,16 @@ private:
             Fault f{};
             f.at = m_faultRng.between(1500, faultsEnd);
             f.replica = static_cast<int>(m_faultRng.below(static_cast<std::uint64_t>(n)));
-            f.kind = static_cast<FaultKind>(m_faultRng.below(static_cast<std::uint64_t>(FaultKind::Pause) + 1));
+            const auto last = m_opt.fast ? FaultKind::PeerLossy : FaultKind::Pause;
+            f.kind = static_cast<FaultKind>(m_faultRng.below(static_cast<std::uint64_t>(last) + 1));
             f.target = -1;
             switch (f.kind) {
-                case FaultKind::Freeze: f.duration = m_faultRng.between(10, std::max<Ms>(20, m_margin - m_maxPassive - 100)); break;
+                case FaultKind::Freeze:
+                    // Shorter than the margin left after the hard stop (freezes longer than that
+                    // are outside what prom alone can cover: prom(8), FAST MODE).
+                    f.duration = m_opt.fast ? m_faultRng.between(5, m_stopMargin - m_maxPassive - 5)
+                                            : m_faultRng.between(10, std::max<Ms>(20, m_margin - m_maxPassive - 100));
+                    break;
                 case FaultKind::PromCrash:
                 case FaultKind::PromCrashNoLease:
                 case FaultKind::GracefulRestart: f.duration = m_faultRng.between(100, 1000); break;  // RestartSec and start-up
@@ -384,6 +427,16 @@ private:
                 if (o.id != r.id) p.restartablePeers.push_back(o.id);
         p.restartPeerBackoff = Duration(std::max<Ms>(30'000, 3 * m_ttl));
         p.membersInterval = p.requestedTtl / 2;
+        if (m_opt.fast) {
+            p.fast = true;
+            for (const auto& o : m_replicas)
+                if (o.id != r.id) p.peers.push_back(o.id);
+            p.witness = r.witness;
+            p.heartbeat = Duration(m_heartbeat);
+            p.support.support = Duration(m_support);
+            p.support.drift = 1e-3;  // the clocks here drift up to 500 ppm
+            p.stopMargin = Duration(m_stopMargin);
+        }
         return p;
     }
 
@@ -451,6 +504,21 @@ private:
     bool dropped(const Replica& r, bool request) {
         if (request ? r.reqCut : r.respCut) return true;
         return m_netRng.chance(r.loss);
+    }
+
+    /** A datagram between peers: lost, duplicated or delayed by the faults on either end. */
+    void peerSend(Replica& from, Replica& to, core::Event e) {
+        if (m_peerCut.count({from.index, to.index})) return;
+        double loss = std::max(from.peerLoss, to.peerLoss);
+        if (m_netRng.chance(loss)) return;
+        Ms maxDelay = std::max(from.peerMaxDelay, to.peerMaxDelay);
+        int copies = m_netRng.chance(std::max(from.peerDup, to.peerDup)) ? 2 : 1;
+        for (int c = 0; c < copies; ++c) {
+            std::uint64_t inc = to.incarnation;
+            schedule(m_now + m_netRng.between(0, maxDelay), [this, &to, inc, e] {
+                if (to.incarnation == inc) deliver(to, e);
+            });
+        }
     }
 
     /** One unary request: exec runs at the store and returns the reply event; onFail is what the
@@ -559,6 +627,16 @@ private:
     void apply(Replica& r, const core::Effect& effect) {
         using SRF = core::StoreRequestFailed;
         const std::string self = r.id;
+        if (auto* hb = std::get_if<core::SendHeartbeat>(&effect)) {
+            for (auto& o : m_replicas)
+                if (o.index != r.index) peerSend(r, o, core::PeerHeartbeat{self, hb->epoch, hb->seq, hb->withdrawn});
+            return;
+        }
+        if (auto* ack = std::get_if<core::SendAck>(&effect)) {
+            for (auto& o : m_replicas)
+                if (o.id == ack->to) peerSend(r, o, core::PeerAck{self, ack->epoch, ack->seq, ack->supported});
+            return;
+        }
         if (auto* g = std::get_if<core::GrantLease>(&effect)) {
             TimePoint sent = local(r);
             Ms ttl = std::max<Ms>(2000, (g->ttl.count() + 999) / 1000 * 1000);
@@ -600,13 +678,15 @@ private:
                 SRF{SRF::What::Read, "timeout"}, false);
         } else if (auto* c = std::get_if<core::Campaign>(&effect)) {
             std::int64_t lease = c->lease;
+            bool fast = c->fast;
+            if (fast && !m_opt.fast) fail("replica " + r.id + " writes a fast key in lease mode");
             request(
                 r, c->id,
-                [this, lease, self]() -> std::optional<core::Event> {
+                [this, lease, self, fast]() -> std::optional<core::Event> {
                     if (!m_store.alive(lease, m_now)) return std::nullopt;  // "requested lease not found"
                     if (m_store.leader) return core::CampaignResult{false, m_store.key(), m_store.revision};
                     ++m_store.revision;
-                    m_store.leader = StoredLeader{self, lease, m_store.revision, ""};
+                    m_store.leader = StoredLeader{self, lease, m_store.revision, "", fast};
                     m_store.record();
                     return core::CampaignResult{true, m_store.key(), m_store.revision};
                 },
@@ -615,6 +695,7 @@ private:
             openWatch(r, w->fromRevision, w->id);
         } else if (auto* d = std::get_if<core::DeleteLeader>(&effect)) {
             std::int64_t rev = d->createRevision;
+            if (r.core && !r.core->holdsLeadership()) ++m_out.takeovers;
             request(
                 r, d->id,
                 [this, rev]() -> std::optional<core::Event> {
@@ -677,6 +758,7 @@ private:
         r.actionKind = a.kind;
         r.actionId = a.id;
         std::uint64_t gen = ++r.actionGen;
+        if (r.witness) return fail("witness " + r.id + " runs " + core::toString(a.kind));
         if (a.kind == core::ActionKind::EnsureActive) beginActive(r, a.token);
         Ms dur = 0;
         auto outcome = core::ActionOutcome::Switched;
@@ -858,6 +940,33 @@ private:
                 deliver(r, core::PauseRequest{true});
                 schedule(m_now + f.duration, [this, &r] { deliver(r, core::PauseRequest{false}); });
                 break;
+            case FaultKind::PeerPartition:
+            case FaultKind::PeerOneWay: {
+                const bool out = f.kind == FaultKind::PeerPartition || m_faultRng.chance(0.5);
+                const bool in = f.kind == FaultKind::PeerPartition || !out;
+                std::vector<std::pair<int, int>> cut;
+                for (const auto& o : m_replicas) {
+                    if (o.index == r.index) continue;
+                    if (out) cut.emplace_back(r.index, o.index);
+                    if (in) cut.emplace_back(o.index, r.index);
+                }
+                for (const auto& c : cut) ++m_peerCut[c];
+                schedule(m_now + f.duration, [this, cut] {
+                    for (const auto& c : cut)
+                        if (--m_peerCut[c] == 0) m_peerCut.erase(c);
+                });
+                break;
+            }
+            case FaultKind::PeerLossy:
+                r.peerLoss = 0.05 + m_faultRng.unit() * 0.3;
+                r.peerDup = m_faultRng.unit() * 0.1;
+                r.peerMaxDelay = m_faultRng.between(5, 300);
+                schedule(m_now + f.duration, [&r] {
+                    r.peerLoss = 0;
+                    r.peerDup = 0;
+                    r.peerMaxDelay = 2;
+                });
+                break;
         }
     }
 
@@ -878,10 +987,13 @@ private:
 
     void heal() {
         trace("HEAL: faults stop");
+        m_peerCut.clear();
         for (auto& r : m_replicas) {
             r.reqCut = r.respCut = false;
             r.loss = r.dup = 0;
             r.maxDelay = 5;
+            r.peerLoss = r.peerDup = 0;
+            r.peerMaxDelay = 2;
             if (!r.up && !r.stopping) boot(r);
             deliver(r, core::PauseRequest{false});
         }
@@ -898,6 +1010,10 @@ private:
     Ms m_watchSilence = 2000;
     Ms m_actionTimeout = 1500;
     bool m_restartablePeers = false;
+    Ms m_heartbeat = 25;
+    Ms m_support = 200;
+    Ms m_stopMargin = 60;
+    std::map<std::pair<int, int>, int> m_peerCut;  ///< (from, to) -> faults dropping that direction
     std::vector<Replica> m_replicas;
     std::vector<Fault> m_faults;
     Ms m_healAt = 0;

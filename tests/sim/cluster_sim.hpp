@@ -20,6 +20,9 @@ struct Options {
     bool trace = false;
     /** Model the fence held by PID 1 (prom@.service): off shows what prom alone cannot cover. */
     bool fence = true;
+    /** Fast mode: peers heartbeat each other through a simulated peer network (loss, delay,
+     *  partitions both ways and one way), takeovers by withdrawal; with some seeds a witness. */
+    bool fast = false;
 };
 
 struct Outcome {
@@ -31,6 +34,7 @@ struct Outcome {
     std::uint64_t staleReplies = 0;  ///< replies the cores ignored as not current (when counted)
     std::uint64_t activations = 0;   ///< active intervals begun
     std::string schedule;            ///< the fault schedule, one per line
+    std::uint64_t takeovers = 0;     ///< fast mode: guarded deletes of a withdrawn fast key sent
 };
 
 /** Runs one seed to the end (or to its first violation). Same options, same outcome. */

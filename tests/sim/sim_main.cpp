@@ -12,12 +12,14 @@
 namespace {
 
 bool g_fence = true;
+bool g_fast = false;
 
 void replay(std::uint64_t seed, int replicas, bool showTrace) {
     prom::sim::Options o;
     o.seed = seed;
     o.replicas = replicas;
         o.fence = g_fence;
+        o.fast = g_fast;
     auto first = prom::sim::run(o);
     if (first.ok) {
         std::printf("seed %llu: ok (%llu events, %llu activations)\n%s", static_cast<unsigned long long>(seed),
@@ -62,8 +64,9 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--replicas")) replicas = static_cast<int>(next());
         else if (!std::strcmp(argv[i], "--trace")) trace = true;
         else if (!std::strcmp(argv[i], "--no-fence")) g_fence = false;
+        else if (!std::strcmp(argv[i], "--fast")) g_fast = true;
         else {
-            std::fprintf(stderr, "usage: prom-sim [--seed N [--trace]] [--first N --seeds COUNT] [--replicas 3|5] [--no-fence]\n");
+            std::fprintf(stderr, "usage: prom-sim [--seed N [--trace]] [--first N --seeds COUNT] [--replicas 3|5] [--no-fence] [--fast]\n");
             return 2;
         }
     }
@@ -73,19 +76,22 @@ int main(int argc, char** argv) {
         o.seed = static_cast<std::uint64_t>(single);
         o.replicas = replicas;
         o.fence = g_fence;
+        o.fast = g_fast;
         return prom::sim::run(o).ok ? 0 : 1;
     }
     auto t0 = std::chrono::steady_clock::now();
-    std::uint64_t failed = 0, events = 0, activations = 0, stale = 0;
+    std::uint64_t failed = 0, events = 0, activations = 0, stale = 0, takeovers = 0;
     for (std::uint64_t s = first; s < first + seeds; ++s) {
         prom::sim::Options o;
         o.seed = s;
         o.replicas = replicas;
         o.fence = g_fence;
+        o.fast = g_fast;
         auto out = prom::sim::run(o);
         events += out.events;
         activations += out.activations;
         stale += out.staleReplies;
+        takeovers += out.takeovers;
         if (!out.ok) {
             if (++failed <= 10)
                 std::printf("seed %llu FAILED %s\n  replay: prom-sim --seed %llu --trace\n", static_cast<unsigned long long>(s),
@@ -93,9 +99,9 @@ int main(int argc, char** argv) {
         }
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("prom-sim: seeds %llu..%llu: %llu failed, %llu events, %llu activations, %llu stale replies ignored, %.1f s\n",
+    std::printf("prom-sim: seeds %llu..%llu: %llu failed, %llu events, %llu activations, %llu stale replies ignored, %llu takeovers, %.1f s\n",
                 static_cast<unsigned long long>(first), static_cast<unsigned long long>(first + seeds - 1),
                 static_cast<unsigned long long>(failed), static_cast<unsigned long long>(events),
-                static_cast<unsigned long long>(activations), static_cast<unsigned long long>(stale), secs);
+                static_cast<unsigned long long>(activations), static_cast<unsigned long long>(stale), static_cast<unsigned long long>(takeovers), secs);
     return failed ? 1 : 0;
 }

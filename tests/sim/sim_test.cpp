@@ -62,3 +62,18 @@ TEST(Simulator, ShrinkingKeepsTheFailureWithFewerFaults) {
     EXPECT_FALSE(out.ok);
     EXPECT_GT(shrunk.skipFaults.size(), 0u);
 }
+
+TEST(Simulator, FastModeTakesOverByWithdrawalAndKeepsOneActive) {
+    // Over a few seeds, fast mode must actually exercise the withdrawal takeover (not only the
+    // lease path) and stay safe while doing it.
+    std::uint64_t takeovers = 0;
+    for (std::uint64_t seed = 0; seed < 20; ++seed) {
+        prom::sim::Options o;
+        o.seed = seed;
+        o.fast = true;
+        auto out = prom::sim::run(o);
+        EXPECT_TRUE(out.ok) << "seed " << seed << ": " << out.failure << "\n" << out.schedule;
+        takeovers += out.takeovers;
+    }
+    EXPECT_GT(takeovers, 0u);
+}
