@@ -34,6 +34,9 @@ struct ReplicaSettings {
     Action ensurePassive;
     Action restartProm;
     std::int64_t priority = 0;
+    // fast mode ([replica.ID] address / witness)
+    std::string address;   ///< UDP "host:port" of this replica's peer transport
+    bool witness = false;  ///< votes only: never campaigns, runs no actions
     bool operator==(const ReplicaSettings&) const = default;
 };
 
@@ -60,6 +63,12 @@ struct ElectionSettings {
     Millis monitorInterval{1000};
     bool startPassive = false;
     Millis demoteMargin{1250};
+    // fast mode (prom.conf(5) FAST MODE, prom(8) FAST MODE)
+    enum class Mode { Lease, Fast };
+    Mode mode = Mode::Lease;
+    Millis heartbeat{50};  ///< heartbeat-ms (tuned deployments: 25)
+    Millis support{400};   ///< support-ms (tuned deployments: 200)
+    std::string peerKeyFile;
     bool operator==(const ElectionSettings&) const = default;
 };
 

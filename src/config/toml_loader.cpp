@@ -154,6 +154,30 @@ private:
     Sink& m_sink;
 };
 
+// ---- fast mode keys (owned with the fast-mode feature; checks in validate.cpp validateFastMode) ----
+
+void parseFastModeElection(Reader& r, const toml::table& e, Config& c, Sink& sink) {
+    std::string mode = "lease";
+    r.string(e, "election", "mode", mode);
+    if (mode == "lease")
+        c.election.mode = ElectionSettings::Mode::Lease;
+    else if (mode == "fast")
+        c.election.mode = ElectionSettings::Mode::Fast;
+    else
+        sink.error(c.locate("election.mode"), "election.mode = \"" + mode + "\" is unknown (expected \"lease\" or \"fast\")");
+    r.millis(e, "election", "heartbeat-ms", c.election.heartbeat, 1);
+    r.millis(e, "election", "support-ms", c.election.support, 1);
+    r.string(e, "election", "peer-key-file", c.election.peerKeyFile);
+}
+
+void parseFastModeReplica(Reader& r, const toml::table& t, const std::string& table, ReplicaSettings& o,
+                          std::map<std::string, bool>& set) {
+    set["address"] = t.contains("address");
+    set["witness"] = t.contains("witness");
+    r.string(t, table, "address", o.address);
+    r.boolean(t, table, "witness", o.witness);
+}
+
 }  // namespace
 
 void parseToml(const std::string& text, Raw& raw, Sink& sink) {
@@ -213,12 +237,14 @@ void parseToml(const std::string& text, Raw& raw, Sink& sink) {
     }
     bool marginSet = false;
     if (const toml::table* e = section("election")) {
-        r.unknownKeys(*e, "election", {"timeout-ms", "monitor-interval-ms", "start-passive", "demote-margin-ms"});
+        r.unknownKeys(*e, "election", {"timeout-ms", "monitor-interval-ms", "start-passive", "demote-margin-ms", "mode",
+                                       "heartbeat-ms", "support-ms", "peer-key-file"});
         r.millis(*e, "election", "timeout-ms", c.election.timeout, 1);
         r.millis(*e, "election", "monitor-interval-ms", c.election.monitorInterval, 1);
         r.boolean(*e, "election", "start-passive", c.election.startPassive);
         marginSet = e->contains("demote-margin-ms");
         r.millis(*e, "election", "demote-margin-ms", c.election.demoteMargin, 1);
+        parseFastModeElection(r, *e, c, sink);
     }
     if (!marginSet) c.election.demoteMargin = c.election.timeout / 4;
     if (const toml::table* a = section("actions")) {
@@ -241,13 +267,14 @@ void parseToml(const std::string& text, Raw& raw, Sink& sink) {
                 sink.error(at(v), "[" + table + "] must be a table, not " + typeName(v));
                 continue;
             }
-            r.unknownKeys(*t, table, {"ensure-active", "ensure-passive", "restart-prom", "priority"});
+            r.unknownKeys(*t, table, {"ensure-active", "ensure-passive", "restart-prom", "priority", "address", "witness"});
             ReplicaSettings& o = raw.overrides[id];
             auto& set = raw.overridden[id];
             set["ensure-active"] = r.action(*t, table, "ensure-active", o.ensureActive);
             set["ensure-passive"] = r.action(*t, table, "ensure-passive", o.ensurePassive);
             set["restart-prom"] = r.action(*t, table, "restart-prom", o.restartProm);
             r.integer(*t, table, "priority", o.priority, -1000000, 1000000);
+            parseFastModeReplica(r, *t, table, o, set);
         }
     }
 }
