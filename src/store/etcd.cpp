@@ -46,6 +46,11 @@ core::LeaderKey parseLeaderKv(const json::Value& kv) {
     k.exists = true;
     if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String)
         k.holder = base64::decode(v->text).value_or("");
+    // Fast mode marks its keys "ID\nmode=fast" (replica ids never contain a newline).
+    if (auto nl = k.holder.find('\n'); nl != std::string::npos) {
+        k.fast = k.holder.substr(nl + 1) == "mode=fast";
+        k.holder.resize(nl);
+    }
     // Replica ids never contain '>' (config validation), so it can separate the successor.
     if (auto gt = k.holder.find('>'); gt != std::string::npos) {
         k.handoverTo = k.holder.substr(gt + 1);
@@ -197,13 +202,22 @@ void Etcd::readLeader(std::function<void(Result<core::LeaderRead>)> done) {
 }
 
 void Etcd::campaign(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) {
+    campaignAs(lease, false, std::move(done));
+}
+
+void Etcd::campaignFast(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) {
+    campaignAs(lease, true, std::move(done));
+}
+
+void Etcd::campaignAs(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done) {
     const std::string k = quote(base64::encode(m_leaderKey));
+    const std::string value = fast ? m_s.self + "\nmode=fast" : m_s.self;
     // Create-if-absent bound to our lease, with the current holder read in the same round trip.
     std::string body = "{\"compare\":[{\"key\":" + k + ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":\"0\"}]," +
-                       "\"success\":[{\"request_put\":{\"key\":" + k + ",\"value\":" + quote(base64::encode(m_s.self)) +
+                       "\"success\":[{\"request_put\":{\"key\":" + k + ",\"value\":" + quote(base64::encode(value)) +
                        ",\"lease\":" + str(lease) + "}}]," + "\"failure\":[{\"request_range\":{\"key\":" + k + "}}]}";
     std::weak_ptr<bool> alive = m_alive;
-    call("kv/txn", body, [this, alive, lease, done](Result<std::string> r) {
+    call("kv/txn", body, [this, alive, lease, fast, done](Result<std::string> r) {
         if (alive.expired()) return;
         if (!r) {
             // A timed-out or 5xx write may still commit: re-read before deciding.
@@ -223,7 +237,7 @@ void Etcd::campaign(std::int64_t lease, std::function<void(Result<core::Campaign
         std::int64_t revision = intField(v->find("header"), "revision");
         const json::Value* ok = v->find("succeeded");
         if (ok && ok->type == json::Type::Bool && ok->boolean) {
-            core::LeaderKey key{true, m_s.self, lease, revision, {}};
+            core::LeaderKey key{true, m_s.self, lease, revision, {}, fast};
             return done(core::CampaignResult{true, key, revision});
         }
         core::LeaderKey key;

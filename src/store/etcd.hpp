@@ -33,6 +33,7 @@ public:
     void revokeLease(std::int64_t lease, std::function<void(Result<Ok>)> done) override;
     void readLeader(std::function<void(Result<core::LeaderRead>)> done) override;
     void campaign(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) override;
+    void campaignFast(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) override;
     void deleteLeader(std::int64_t createRevision, std::function<void(Result<Ok>)> done) override;
     void watchLeader(std::int64_t fromRevision, std::function<void(const core::WatchEvent&)> onEvent,
                      std::function<void(const std::string&)> onBroken) override;
@@ -46,6 +47,7 @@ public:
     const std::string& leaderKey() const { return m_leaderKey; }
 
 private:
+    void campaignAs(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done);
     using Reply = std::function<void(Result<std::string>)>;
     /** One unary RPC: tries the endpoints in order while the request cannot have reached a
      *  server, authenticates when needed; Error for transport failures and non-2xx replies. */
