@@ -15,6 +15,7 @@
 #include "daemon/action_driver.hpp"
 #include "daemon/status_publisher.hpp"
 #include "daemon/store_driver.hpp"
+#include "peer/transport.hpp"
 #include "sd/event_loop.hpp"
 #include "sd/notifier.hpp"
 #include "store/etcd.hpp"
@@ -80,7 +81,33 @@ core::Params paramsFor(const config::Config& c, const std::string& id, bool pass
             p.restartablePeers.push_back(other);
     p.restartPeerBackoff = std::max<core::Duration>(30s, 3 * c.election.timeout);
     p.membersInterval = p.requestedTtl / 2;
+    // ---- fast mode (prom(8) FAST MODE) ----
+    if (c.election.mode == config::ElectionSettings::Mode::Fast) {
+        p.fast = true;
+        for (const auto& other : c.replicas)
+            if (other != id) p.peers.push_back(other);
+        p.witness = c.settingsOf(id).witness;
+        p.heartbeat = c.election.heartbeat;
+        p.support = core::SupportTiming{c.election.support, 1e-3};  // rho: NTP slews at most 500 ppm
+        // The holder stops a quarter of support-ms before its support can run out: the hard
+        // stop (ensure-passive) must finish within that.
+        p.stopMargin = c.election.support / 4;
+    }
     return p;
+}
+
+/** Fast mode's shared peer key: peer-key-file, else the systemd credential "peer-key". */
+Result<std::string> peerKey(const config::ElectionSettings& e) {
+    std::string path = e.peerKeyFile;
+    if (path.empty()) {
+        if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY")) path = std::string(creds) + "/peer-key";
+    }
+    if (path.empty()) return Error{"fast mode needs a peer key: set election.peer-key-file or the systemd credential peer-key"};
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) return Error{"cannot read the peer key " + path};
+    std::string key = readFile(path);
+    if (key.size() < 16) return Error{"the peer key " + path + " is shorter than 16 bytes"};
+    return key;
 }
 
 /** The lease file: "LEASE [DEADLINE_MS]" where the deadline is on the daemon's monotonic clock
@@ -146,6 +173,15 @@ public:
             [this](bool healthy, const std::string& error) { m_status.storeHealth(healthy, error); });
         m_actionDriver = std::make_unique<daemon::ActionDriver>(
             m_runner, m_config, o.id, feed, [this](unsigned long long usec) { m_notifier.extendTimeout(usec); });
+        // ---- fast mode: the UDP peer transport (opened in run()) ----
+        if (m_config.election.mode == config::ElectionSettings::Mode::Fast) {
+            peer::Settings ps;
+            ps.self = o.id;
+            ps.listen = m_config.settingsOf(o.id).address;
+            for (const auto& other : m_config.replicas)
+                if (other != o.id) ps.peers[other] = m_config.settingsOf(other).address;
+            m_peer = std::make_unique<peer::Transport>(m_loop, std::move(ps), feed);
+        }
     }
 
     int run() {
@@ -167,6 +203,22 @@ public:
         m_signals.push_back(m_loop.addSignal(SIGINT, [this] { stop("SIGINT"); }));
         m_signals.push_back(m_loop.addSignal(SIGHUP, [this] { reload(); }));
         armWatchdog();
+        if (m_peer) {
+            auto key = peerKey(m_config.election);
+            if (!key) {
+                log::error(key.error().message);
+                return 1;
+            }
+            m_peer->setKey(*key);
+            if (auto opened = m_peer->open(); !opened) {
+                log::error("fast mode: " + opened.error().message);
+                return 1;
+            }
+            log::info("fast mode: peers on UDP " + m_config.settingsOf(m_options.id).address + ", heartbeat " +
+                      std::to_string(m_config.election.heartbeat.count()) + " ms, support " +
+                      std::to_string(m_config.election.support.count()) + " ms" +
+                      (m_config.settingsOf(m_options.id).witness ? ", witness" : ""));
+        }
         mkdirs(m_runtimeDir);
         PersistedLease persisted = parseLeaseFile(readFile(leaseFile()));
         const bool music = m_config.store.backend == config::Backend::Music;
@@ -314,6 +366,7 @@ private:
 
     void apply(const core::Effect& effect) {
         if (m_storeDriver->apply(effect) || m_actionDriver->apply(effect) || m_status.apply(effect)) return;
+        if (m_peer && m_peer->apply(effect)) return;  // fast mode
         if (auto* p = std::get_if<core::PersistLease>(&effect)) return persist(*p);
         if (std::holds_alternative<core::Exit>(effect)) {
             log::notice("stopped");
@@ -348,6 +401,7 @@ private:
     daemon::StatusPublisher m_status;
     std::unique_ptr<daemon::StoreDriver> m_storeDriver;
     std::unique_ptr<daemon::ActionDriver> m_actionDriver;
+    std::unique_ptr<peer::Transport> m_peer;  ///< fast mode only
     std::vector<sd::Source> m_signals;
     std::unique_ptr<api::BusConnection> m_bus;
     std::unique_ptr<api::DbusReplica> m_api;

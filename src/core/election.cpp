@@ -96,6 +96,12 @@ bool Election::isPeer(const std::string& id) const {
     return std::find(m_p.peers.begin(), m_p.peers.end(), id) != m_p.peers.end();
 }
 
+bool Election::peersSettled() const {
+    // Fast mode: right after a start the peers may not have answered yet; a campaign then would
+    // write a slow key for the whole term. Wait for round trips with a majority, or 2 x S.
+    return !m_p.fast || peersReachable() || m_now >= m_startedAt + 2 * m_p.support.support;
+}
+
 bool Election::peersReachable() const {
     int n = 1;
     for (const auto& [peer, at] : m_lastAck)
@@ -299,6 +305,7 @@ void Election::evaluateOwnership() {
 
 void Election::on(const Start& e) {
     m_started = true;
+    m_startedAt = m_now;
     m_supporter.start(m_now);
     if (m_p.fast) {
         // A restarted prom never resumes a fast key: its peers may be withdrawing its epoch
@@ -706,7 +713,7 @@ void Election::driveLeaderKey() {
     const bool leaseFresh = held && m_now < held->lastAckSent + held->ttl - m_p.demoteMargin;
     const bool mayCampaign = !m_p.witness && m_role == Role::Passive && std::holds_alternative<NotLeader>(m_leadership) && leaseFresh &&
                              m_leaderKnown && !m_leader.exists && !m_readWanted && !m_paused && !m_stopping &&
-                             due(m_noCampaignUntil) && (!m_p.startPassive || m_seenOtherActive);
+                             due(m_noCampaignUntil) && (!m_p.startPassive || m_seenOtherActive) && peersSettled();
     if (mayCampaign) {
         if (!m_campaignAt) m_campaignAt = m_now + (m_handoverToMe ? Duration{0} : m_p.campaignDelay);
         if (m_now >= *m_campaignAt) {

@@ -417,6 +417,7 @@ private:
     bool supportHolds() const;
     std::optional<TimePoint> supportDeadline() const;
     bool peersReachable() const;
+    bool peersSettled() const;
     void setRole(Role r, const std::string& reason);
     void learnLeader(const LeaderKey& key);
     void queueAction(ActionKind k);
@@ -499,6 +500,7 @@ private:
         RequestId req;
     };
     std::optional<Takeover> m_takeover;   ///< guarded delete of a withdrawn fast key in flight
+    TimePoint m_startedAt{};
 };
 
 }  // namespace prom::core

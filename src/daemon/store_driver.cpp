@@ -91,8 +91,13 @@ bool StoreDriver::apply(const core::Effect& effect) {
                                                     [id](core::LeaderRead& v) { return withRequest(v, id); }));
     } else if (auto* c = std::get_if<core::Campaign>(&effect)) {
         core::RequestId id = c->id;
-        m_store.campaign(c->lease, answer<core::CampaignResult>("campaign", true, failed(SRF::What::Campaign, id),
-                                                                [id](core::CampaignResult& v) { return withRequest(v, id); }));
+        auto reply = answer<core::CampaignResult>("campaign", true, failed(SRF::What::Campaign, id),
+                                                  [id](core::CampaignResult& v) { return withRequest(v, id); });
+        // Fast mode: the key says whether withdrawals may take it over (mode=fast) or not.
+        if (c->fast)
+            m_store.campaignFast(c->lease, std::move(reply));
+        else
+            m_store.campaign(c->lease, std::move(reply));
     } else if (auto* w = std::get_if<core::Watch>(&effect)) {
         core::RequestId id = w->id;
         m_store.watchLeader(

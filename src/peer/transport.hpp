@@ -38,6 +38,8 @@ public:
     Transport(const Transport&) = delete;
     Transport& operator=(const Transport&) = delete;
 
+    /** The shared HMAC key (read by the daemon from peer-key-file or its credential). */
+    void setKey(std::string key) { m_s.key = std::move(key); }
     /** Resolves the addresses and binds the socket. */
     Result<Ok> open();
     /** Sends a peer effect; false when the effect is not one. */

@@ -155,8 +155,11 @@ TEST(FastMode, HeartbeatsEveryHeartbeatMs) {
 
 TEST(FastMode, CampaignWritesAFastKeyOnlyWithRoundTripsToAMajority) {
     Fast slow;
+    TimePoint started = slow.now;
     slow.toPassive();
-    slow.runUntil(slow.now + 1ms);
+    slow.runUntil(started + 399ms);
+    EXPECT_EQ(slow.last<Campaign>(), nullptr) << "waits 2 x support-ms for the peers to answer";
+    slow.runUntil(started + 400ms);
     ASSERT_NE(slow.last<Campaign>(), nullptr);
     EXPECT_FALSE(slow.last<Campaign>()->fast) << "no peer answered: the key must be slow";
 
