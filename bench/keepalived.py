@@ -7,8 +7,13 @@ daemon, the service dies with it) and graceful stop (SIGTERM), --runs runs each,
 (keepalived advert_int 1; prom TTL 5 s on default etcd) and tuned (keepalived VRRPv3
 advert_int 0.1; etcd --heartbeat-interval 20 --election-timeout 200, prom TTL 1 s). Then a
 partition of the active node: the history checker's verdict for both.
+--fast adds prom's fast mode (peer support over UDP, prom(8) FAST MODE) in the same run: at
+its defaults (heartbeat 50 ms, support 400 ms, default etcd) next to keepalived's defaults, and
+tuned (heartbeat 25 ms, support 200 ms, tuned etcd) next to keepalived's tuned, plus the idle
+CPU of each fast-mode daemon. The crash kills prom and its service only: the node's etcd member
+lives on (a crash of the etcd leader's host is not measured here).
 
-    bench/keepalived.py --prom BUILD/prom [--runs 20]
+    bench/keepalived.py --prom BUILD/prom [--runs 20] [--fast] [--crash-only] [--sides keepalived,prom,prom-fast]
 """
 import argparse
 import os
@@ -154,12 +159,27 @@ vrrp_instance VI_1 {{
 
 
 class Prom(Side):
-    def __init__(self, root, net, tuned, prom):
-        super().__init__(root, "prom-tuned" if tuned else "prom")
+    def __init__(self, root, net, tuned, prom, fast=False):
+        super().__init__(root, ("prom-fast" if fast else "prom") + ("-tuned" if tuned else ""))
         self.net = net
         self.nodes = [Node(i, net, self.dir, prom) for i in range(3)]
         ttl, margin = (1000, 250) if tuned else (5000, 1250)
+        if fast:
+            ttl, margin = (2000, 500) if tuned else (5000, 1250)
         write_config(self.dir, net, "bench", ttl, margin, min(1000, ttl // 2))
+        if fast:
+            # fast mode at its defaults (50/400) or tuned (25/200); same key file on every node
+            hb, sup = (25, 200) if tuned else (50, 400)
+            key = os.path.join(self.dir, "peer.key")
+            with open(key, "w") as f:
+                f.write(os.urandom(24).hex())
+            conf = os.path.join(self.dir, "prom.conf")
+            text = open(conf).read().replace(
+                "[election]\n", f'[election]\nmode = "fast"\nheartbeat-ms = {hb}\nsupport-ms = {sup}\npeer-key-file = "{key}"\n', 1)
+            for i in range(3):
+                text += f'[replica.{i}]\naddress = "{net.ip[i]}:7947"\n'
+            with open(conf, "w") as f:
+                f.write(text)
         self.tuned = tuned
         for n in self.nodes:
             n.start_etcd_tuned = tuned
@@ -194,7 +214,20 @@ class Prom(Side):
             n.kill_etcd()
 
 
-def measure(side, runs, settle):
+def idle_cpu(side, seconds=30):
+    """CPU seconds per second of each prom daemon while nothing happens (utime + stime)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(pid):
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+    pids = [n.prom_pid() for n in side.nodes]
+    before = [cpu(p) for p in pids]
+    time.sleep(seconds)
+    return [(cpu(p) - b) / seconds for p, b in zip(pids, before)]
+
+
+def measure(side, runs, settle, crash_only=False):
     crash, graceful = [], []
     for i in range(3):
         side.start(i)
@@ -207,7 +240,7 @@ def measure(side, runs, settle):
         crash.append(side.last("start", new, t0) - t0)
         side.start(old)
         time.sleep(settle)
-    for _ in range(runs):
+    for _ in range(0 if crash_only else runs):
         old = side.one_active(settle + 10)
         time.sleep(settle / 2)
         t0 = time.time()
@@ -240,42 +273,86 @@ def main():
     ap.add_argument("--prom", required=True)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--partition-only", action="store_true", help="skip the failover runs")
+    ap.add_argument("--fast", action="store_true", help="add prom's fast mode (same run)")
+    ap.add_argument("--crash-only", action="store_true", help="no graceful-stop runs")
+    ap.add_argument("--sides", default="keepalived,prom,prom-fast", help="which sides to run (comma-separated)")
     a = ap.parse_args()
+    sides = set(a.sides.split(","))
+    if not a.fast:
+        sides.discard("prom-fast")
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, VRRP)")
     root = tempfile.mkdtemp(prefix="prom-vs-keepalived-")
     log(f"work directory {root}")
-    rows, parts = [], []
+    rows, parts, fast_rows, cpu_rows = [], [], [], []
+    runs = 0 if a.partition_only else a.runs
+    empty = ([], 0.0)
     for tuned in (False, True):
         net = Net(str(os.getpid() % 100000 + int(tuned)), f"10.{180 + int(tuned)}.{os.getpid() % 250}")
+        label = "tuned" if tuned else "defaults"
+        kc = kg = pc = pg = []
+        kp = pp = fp = empty
         try:
-            k = Keepalived(root, net, tuned)
-            log(f"keepalived ({'advert_int 0.1, VRRPv3' if tuned else 'advert_int 1'}): {a.runs} crash + {a.runs} graceful")
-            kc, kg = measure(k, 0 if a.partition_only else a.runs, 1.0 if not tuned else 0.5)
-            kp = partition(k, net, 10)
-            k.stop_all()
-            p = Prom(root, net, tuned, a.prom)
-            time.sleep(3)  # the etcd cluster forms
-            log(f"prom ({'etcd tuned, TTL 1 s' if tuned else 'TTL 5 s'}): {a.runs} crash + {a.runs} graceful")
-            pc, pg = measure(p, 0 if a.partition_only else a.runs, 1.0 if tuned else 2.0)
-            pp = partition(p, net, 10)
-            p.stop_all()
-            label = "tuned" if tuned else "defaults"
-            rows.append((f"crash, {label}", kc, pc))
-            rows.append((f"graceful stop, {label}", kg, pg))
-            parts.append((label, kp, pp))
+            if "keepalived" in sides:
+                k = Keepalived(root, net, tuned)
+                log(f"keepalived ({'advert_int 0.1, VRRPv3' if tuned else 'advert_int 1'}): {runs} crash + {runs} graceful")
+                kc, kg = measure(k, runs, 1.0 if not tuned else 0.5, a.crash_only)
+                kp = partition(k, net, 10)
+                k.stop_all()
+            if "prom" in sides:
+                p = Prom(root, net, tuned, a.prom)
+                time.sleep(3)  # the etcd cluster forms
+                log(f"prom ({'etcd tuned, TTL 1 s' if tuned else 'TTL 5 s'}): {runs} crash + {runs} graceful")
+                pc, pg = measure(p, runs, 1.0 if tuned else 2.0, a.crash_only)
+                pp = partition(p, net, 10)
+                p.stop_all()
+            if "prom-fast" in sides:
+                f = Prom(root, net, tuned, a.prom, fast=True)
+                time.sleep(3)
+                f.start(0), f.start(1), f.start(2)
+                f.one_active(15)
+                time.sleep(2)
+                cpu = idle_cpu(f)
+                cpu_rows.append((label, cpu))
+                for n in f.nodes:
+                    n.stop_prom()
+                log(f"prom fast mode ({'25/200 ms, etcd tuned' if tuned else '50/400 ms'}): {runs} crash")
+                fc, _ = measure(f, runs, 1.0, True)
+                fp = partition(f, net, 10)
+                f.stop_all()
+                fast_rows.append((label, kc, fc))
+            if kc or pc:
+                rows.append((f"crash, {label}", kc, pc))
+            if kg or pg:
+                rows.append((f"graceful stop, {label}", kg, pg))
+            parts.append((label, kp, pp, fp))
         finally:
             net.destroy()
     print()
+    if fast_rows:
+        print("| node crash (prom + service killed) | keepalived median / p95 ms | prom fast mode median / p95 ms | fast / keepalived (median) |")
+        print("|---|---|---|---|")
+        for label, k, f in fast_rows:
+            ks = f"{statistics.median(k) * 1000:.0f} / {pct(k, 95) * 1000:.0f}" if k else "-"
+            ratio = f"{statistics.median(f) / statistics.median(k):.2f}" if k and f else "-"
+            fs = f"{statistics.median(f) * 1000:.0f} / {pct(f, 95) * 1000:.0f}" if f else "-"
+            print(f"| {label} | {ks} | {fs} | {ratio} |")
+        print()
+        for label, cpu in cpu_rows:
+            print(f"Idle CPU per fast-mode daemon ({label}): " + ", ".join(f"{c * 100:.2f} %" for c in cpu))
+        print()
     print("| scenario | keepalived median / p95 ms | prom median / p95 ms | prom / keepalived (median) |")
     print("|---|---|---|---|")
     for name, k, p in rows if not a.partition_only else []:
+        if not k or not p:
+            continue
         print(f"| {name} | {statistics.median(k) * 1000:.0f} / {pct(k, 95) * 1000:.0f} | "
               f"{statistics.median(p) * 1000:.0f} / {pct(p, 95) * 1000:.0f} | {statistics.median(p) / statistics.median(k):.2f} |")
     print()
     print("Partition of the active node for 10 s (history checker):")
-    for label, (kv, ko), (pv, po) in parts:
-        print(f"- {label}: keepalived {len(kv)} overlap(s), longest {ko:.2f} s; prom {len(pv)} overlap(s), longest {po:.3f} s")
+    for label, (kv, ko), (pv, po), (fv, fo) in parts:
+        print(f"- {label}: keepalived {len(kv)} overlap(s), longest {ko:.2f} s; prom {len(pv)} overlap(s), longest {po:.3f} s; "
+              f"prom fast mode {len(fv)} overlap(s), longest {fo:.3f} s")
 
 
 if __name__ == "__main__":
