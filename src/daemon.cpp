@@ -233,7 +233,7 @@ private:
             m_config.replica = r.config->replica;
             // Retries, backoff, priorities and restart-prom peers apply now (prom.conf(5)).
             m_election.reconfigure(paramsFor(m_config, m_options.id, m_options.startPassive));
-            log::notice("reload: actions, retries and restart-prom peers reloaded from " + r.config->path);
+            log::notice("reload: actions reloaded from " + r.config->path + " (retries, backoff, priorities and restart-prom peers apply now)");
         }
         m_notifier.ready();
     }
