@@ -11,6 +11,8 @@
 #include "api/dbus_replica.hpp"
 #include "common/log.hpp"
 #include "core/election.hpp"
+#include "http/server.hpp"
+#include "prom/version.hpp"
 #include "sd/event_loop.hpp"
 #include "sd/notifier.hpp"
 #include "store/etcd.hpp"
@@ -137,6 +139,7 @@ public:
         m_signals.push_back(m_loop.addSignal(SIGTERM, [this] { stop("SIGTERM"); }));
         m_signals.push_back(m_loop.addSignal(SIGINT, [this] { stop("SIGINT"); }));
         m_signals.push_back(m_loop.addSignal(SIGHUP, [this] { reload(); }));
+        startHttp();
         armWatchdog();
         mkdirs(m_runtimeDir);
         std::int64_t persisted = json::parseInt(readFile(leaseFile())).value_or(0);
@@ -154,7 +157,44 @@ public:
 private:
     std::string leaseFile() const { return m_runtimeDir + "/lease"; }
 
+    // Health and metrics: optional for the HA role, so a failure to listen is only a warning.
+    void startHttp() {
+        const std::string& listen = m_config.settingsOf(m_options.id).httpListen;
+        if (listen.empty()) return;
+        m_httpServer = std::make_unique<http::Server>(m_loop, [this] { return snapshot(); });
+        if (auto r = m_httpServer->start(listen); !r) {
+            log::warning("http: " + r.error().message + "; /health, /active and /metrics are off for this run (set [http] listen or [replica." +
+                         m_options.id + "] http-listen)");
+            m_httpServer.reset();
+            return;
+        }
+        log::info("http: /health, /active and /metrics on " + listen);
+    }
+
+    http::Snapshot snapshot() const {
+        http::Snapshot s;
+        s.app = m_config.appName;
+        s.replica = m_options.id;
+        s.version = kVersion;
+        s.running = !m_stopping;
+        s.role = core::toString(m_election.role());
+        s.leader = m_election.leader();
+        s.fencingToken = static_cast<std::uint64_t>(m_election.token());
+        s.storeHealthy = m_storeHealthy;
+        s.paused = m_election.paused();
+        if (m_election.role() == core::Role::Active)
+            if (auto deadline = m_election.deadline())
+                s.leaseRemainingSeconds = std::chrono::duration<double>(*deadline - sd::EventLoop::now()).count();
+        s.counters = m_counters;
+        return s;
+    }
+
+    void storeReplied(core::TimePoint sent) {
+        m_counters.storeReply(std::chrono::duration<double>(sd::EventLoop::now() - sent).count());
+    }
+
     void stop(const char* why) {
+        m_stopping = true;
         log::notice(std::string("received ") + why + ", stopping");
         m_notifier.stopping();
         feed(core::StopRequest{});
@@ -274,6 +314,7 @@ private:
     void on(const core::GrantLease& e) {
         auto sent = sd::EventLoop::now();
         m_store->grantLease(e.ttl, [this, sent](Result<store::Lease> r) {
+            storeReplied(sent);
             storeOk(r.ok(), r ? "" : r.error().message);
             if (!r) {
                 log::warning("lease grant failed: " + r.error().message);
@@ -287,6 +328,7 @@ private:
         auto sent = sd::EventLoop::now();
         std::int64_t lease = e.lease;
         m_store->keepAlive(lease, [this, sent, lease](Result<std::optional<core::Duration>> r) {
+            storeReplied(sent);
             storeOk(r.ok(), r ? "" : r.error().message);
             if (!r) {
                 log::warning("keepalive failed: " + r.error().message);
@@ -318,7 +360,8 @@ private:
         std::rename(tmp.c_str(), leaseFile().c_str());
     }
     void on(const core::ReadLeader&) {
-        m_store->readLeader([this](Result<core::LeaderRead> r) {
+        m_store->readLeader([this, sent = sd::EventLoop::now()](Result<core::LeaderRead> r) {
+            storeReplied(sent);
             storeOk(r.ok(), r ? "" : r.error().message);
             if (!r) {
                 log::warning("reading the leader key failed: " + r.error().message);
@@ -328,7 +371,8 @@ private:
         });
     }
     void on(const core::Campaign& e) {
-        m_store->campaign(e.lease, [this](Result<core::CampaignResult> r) {
+        m_store->campaign(e.lease, [this, sent = sd::EventLoop::now()](Result<core::CampaignResult> r) {
+            storeReplied(sent);
             storeOk(r.ok(), r ? "" : r.error().message);
             if (!r) {
                 log::warning("campaign failed: " + r.error().message);
@@ -397,8 +441,10 @@ private:
             m_notifier.extendTimeout(static_cast<unsigned long long>(m_config.actions.timeout.count() + 5000) * 1000);
         log::debug("running " + name + ": " + action.describe());
         m_runner.run(name, action, env, m_config.actions.timeout,
-                     [this, kind, name](core::ActionOutcome outcome, const std::string& detail) {
+                     [this, kind, name, started = sd::EventLoop::now()](core::ActionOutcome outcome, const std::string& detail) {
                          bool ok = outcome == core::ActionOutcome::AlreadyInMode || outcome == core::ActionOutcome::Switched;
+                         if (outcome != core::ActionOutcome::Cancelled)
+                             m_counters.actionFinished(name, ok, std::chrono::duration<double>(sd::EventLoop::now() - started).count());
                          if (!ok && outcome != core::ActionOutcome::Cancelled) log::warning(name + " failed: " + detail);
                          else if (outcome == core::ActionOutcome::Switched) log::info(name + ": " + detail);
                          feed(core::ActionFinished{kind, outcome, detail});
@@ -415,6 +461,7 @@ private:
                     {"PROM_FENCING_TOKEN", token},
                     {"PROM_OLD_ROLE", core::toString(m_lastRole)}});
         std::string oldRole = core::toString(m_lastRole);
+        if (e.role != m_lastRole) ++m_counters.transitions;
         m_lastRole = e.role;
         timespec ts{};
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -465,6 +512,9 @@ private:
     bool m_feeding = false;
     bool m_ready = false;
     core::Role m_lastRole = core::Role::Starting;
+    bool m_stopping = false;
+    http::Counters m_counters;
+    std::unique_ptr<http::Server> m_httpServer;  // last: destroyed first, before the loop it uses
 };
 
 }  // namespace
