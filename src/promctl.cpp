@@ -4,7 +4,6 @@
 // replicas disagree on the leader, 64 usage.
 #include <getopt.h>
 #include <poll.h>
-
 #include <sdbus-c++/sdbus-c++.h>
 
 #include <chrono>
@@ -61,9 +60,12 @@ std::string clean(const std::string& s) {
     for (std::size_t i = 0; i < s.size();) {
         auto ch = static_cast<unsigned char>(s[i]);
         if (ch < 0x80) {
-            if (ch < 0x20 || ch == 0x7f) hex(ch);
-            else if (ch == '\\') out += "\\\\";
-            else out += static_cast<char>(ch);
+            if (ch < 0x20 || ch == 0x7f)
+                hex(ch);
+            else if (ch == '\\')
+                out += "\\\\";
+            else
+                out += static_cast<char>(ch);
             ++i;
             continue;
         }
@@ -137,16 +139,19 @@ std::vector<Instance> instances(sdbus::IConnection& conn, Millis timeout) {
             .onInterface("org.freedesktop.DBus.Properties")
             .withTimeout(timeout)
             .withArguments(std::string(kInterface))
-            .uponReplyInvoke([self, &pending, timeout](const sdbus::Error* e, std::map<std::string, sdbus::Variant> props) {
+            .uponReplyInvoke([self, &pending, timeout](const sdbus::Error* e,
+                                                       std::map<std::string, sdbus::Variant> props) {
                 --pending;
                 if (!e) {
                     self->props = std::move(props);
                     return;
                 }
-                bool noReply = e->getName() == "org.freedesktop.DBus.Error.NoReply" || e->getName() == "org.freedesktop.DBus.Error.Timeout" ||
+                bool noReply = e->getName() == "org.freedesktop.DBus.Error.NoReply" ||
+                               e->getName() == "org.freedesktop.DBus.Error.Timeout" ||
                                e->getMessage().find("timed out") != std::string::npos;
-                self->error = noReply ? "no reply within " + std::to_string(timeout.count()) + " ms (frozen or overloaded?)"
-                                      : e->getName() + ": " + e->getMessage();
+                self->error = noReply
+                                  ? "no reply within " + std::to_string(timeout.count()) + " ms (frozen or overloaded?)"
+                                  : e->getName() + ": " + e->getMessage();
             });
     }
     // sd-bus times the calls out itself; the deadline only guards against a reply never counted.
@@ -191,13 +196,16 @@ int verdict(const std::vector<Instance>& all, std::string& summary) {
     }
     if (answered.empty()) return summary = "no prom daemon answered", 1;
     if (actives.size() > 1) return summary = "several local replicas are active", kExitSeveralActives;
-    if (healthy.empty()) return summary = "the store is unreachable from every replica that answered", kExitStoreUnavailable;
+    if (healthy.empty())
+        return summary = "the store is unreachable from every replica that answered", kExitStoreUnavailable;
     if (leaders.size() > 1) return summary = "the replicas disagree on the leader", kExitSeveralActives;
     if (leaders.empty()) return summary = "no active replica", kExitNoActive;
     const std::string leader = *leaders.begin();
     for (const Instance* i : answered)
         if (i->id() == leader && i->get<std::string>("Role") != "active")
-            return summary = "the leader " + clean(leader) + " is " + clean(i->get<std::string>("Role")) + ", not active yet", kExitNoActive;
+            return summary =
+                       "the leader " + clean(leader) + " is " + clean(i->get<std::string>("Role")) + ", not active yet",
+                   kExitNoActive;
     return summary = "active: " + clean(leader), 0;
 }
 
@@ -207,21 +215,22 @@ int status(sdbus::IConnection& conn, Millis timeout) {
         std::printf("no prom replica daemon on this bus\n");
         return 1;
     }
-    std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-19s %s\n", "REPLICA", "APP", "ROLE", "LEADER", "TOKEN", "STORE", "PAUSED",
-                "SINCE", "LAST-ERROR");
+    std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-19s %s\n", "REPLICA", "APP", "ROLE", "LEADER", "TOKEN",
+                "STORE", "PAUSED", "SINCE", "LAST-ERROR");
     for (const auto& i : all) {
         if (!i.answered()) {
-            std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-19s %s\n", clean(i.id()).c_str(), "-", "NO-REPLY", "-", "-", "-", "-",
-                        "-", clean(i.error).c_str());
+            std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-19s %s\n", clean(i.id()).c_str(), "-", "NO-REPLY", "-",
+                        "-", "-", "-", "-", clean(i.error).c_str());
             continue;
         }
         // A leader seen before the store became unreachable may be stale: marked with "?".
         std::string leader = i.get<std::string>("Leader").empty() ? "-" : clean(i.get<std::string>("Leader"));
         if (!i.get<bool>("StoreHealthy")) leader += "?";
-        std::printf("%-10s %-12s %-10s %-8s %-8llu %-6s %-6s %-19s %s\n", clean(i.id()).c_str(), clean(i.get<std::string>("AppName")).c_str(),
-                    clean(i.get<std::string>("Role")).c_str(), leader.c_str(),
-                    static_cast<unsigned long long>(i.get<std::uint64_t>("FencingToken")), i.get<bool>("StoreHealthy") ? "ok" : "DOWN",
-                    i.get<bool>("Paused") ? "yes" : "no", since(i.get<std::uint64_t>("LastTransitionUSec")).c_str(),
+        std::printf("%-10s %-12s %-10s %-8s %-8llu %-6s %-6s %-19s %s\n", clean(i.id()).c_str(),
+                    clean(i.get<std::string>("AppName")).c_str(), clean(i.get<std::string>("Role")).c_str(),
+                    leader.c_str(), static_cast<unsigned long long>(i.get<std::uint64_t>("FencingToken")),
+                    i.get<bool>("StoreHealthy") ? "ok" : "DOWN", i.get<bool>("Paused") ? "yes" : "no",
+                    since(i.get<std::uint64_t>("LastTransitionUSec")).c_str(),
                     clean(i.get<std::string>("LastError")).c_str());
     }
     std::string summary;
@@ -288,14 +297,17 @@ int main(int argc, char** argv) {
             for (const auto& i : all)
                 if (arg.empty() ? all.size() == 1 : i.id() == arg) target = &i;
             if (!target) {
-                std::fprintf(stderr, "promctl: %s\n", arg.empty() ? "several (or no) replicas on this node: name one" : ("no replica " + clean(arg) + " on this node").c_str());
+                std::fprintf(stderr, "promctl: %s\n",
+                             arg.empty() ? "several (or no) replicas on this node: name one"
+                                         : ("no replica " + clean(arg) + " on this node").c_str());
                 return 2;
             }
         } else {
             return usage(stderr), 64;
         }
         if (!target->answered()) {
-            std::fprintf(stderr, "promctl: replica %s: %s\n", clean(target->id()).c_str(), clean(target->error).c_str());
+            std::fprintf(stderr, "promctl: replica %s: %s\n", clean(target->id()).c_str(),
+                         clean(target->error).c_str());
             return 1;
         }
         auto p = sdbus::createProxy(*conn, target->bus, kPath);

@@ -21,7 +21,9 @@ bool allIn(const std::string& s, const std::string& extra) {
     return !s.empty();
 }
 
-std::string ms(Millis m) { return std::to_string(m.count()) + " ms"; }
+std::string ms(Millis m) {
+    return std::to_string(m.count()) + " ms";
+}
 
 // Config values end up in the message; a control character in them must not reach a terminal.
 std::string printable(const std::string& s) {
@@ -70,9 +72,13 @@ UrlParts splitUrl(const std::string& url) {
     return u;
 }
 
-bool hasUserinfo(const std::string& url) { return !splitUrl(url).userinfo.empty(); }
+bool hasUserinfo(const std::string& url) {
+    return !splitUrl(url).userinfo.empty();
+}
 
-bool isLoopback(const std::string& host) { return host == "localhost" || host.starts_with("127.") || host == "::1"; }
+bool isLoopback(const std::string& host) {
+    return host == "localhost" || host.starts_with("127.") || host == "::1";
+}
 
 // ---- replica ids ----
 
@@ -81,14 +87,16 @@ void validateReplicaIds(const Raw& raw, Sink& sink, std::set<std::string>& ids) 
     std::map<std::string, std::string> byBusName;
     for (const auto& id : c.replicas) {
         if (!isSafeReplicaId(id)) {
-            sink.error(c.locate("replicas"), "replica id \"" + printable(id) +
-                                                 "\" is not allowed: use 1-64 letters, digits, _ . and -, not starting with . or - "
-                                                 "(the id becomes a file name, a systemd instance and part of a D-Bus name)");
+            sink.error(c.locate("replicas"),
+                       "replica id \"" + printable(id) +
+                           "\" is not allowed: use 1-64 letters, digits, _ . and -, not starting with . or - "
+                           "(the id becomes a file name, a systemd instance and part of a D-Bus name)");
         } else if (!ids.insert(id).second) {
             sink.error(c.locate("replicas"), "replica id \"" + id + "\" is listed twice in " + raw.name("replicas"));
         } else if (auto [it, fresh] = byBusName.emplace(busSafeId(id), id); !fresh) {
-            sink.error(c.locate("replicas"), "replica ids \"" + it->second + "\" and \"" + id + "\" both map to the D-Bus name org.prom.Prom1.Replica_" +
-                                                 it->first + " (characters other than letters, digits and _ become _): rename one");
+            sink.error(c.locate("replicas"), "replica ids \"" + it->second + "\" and \"" + id +
+                                                 "\" both map to the D-Bus name org.prom.Prom1.Replica_" + it->first +
+                                                 " (characters other than letters, digits and _ become _): rename one");
         }
     }
 }
@@ -98,7 +106,9 @@ void validateReplicaIds(const Raw& raw, Sink& sink, std::set<std::string>& ids) 
 void validateTiming(const Raw& raw, Sink& sink) {
     const Config& c = raw.config;
     const auto& e = c.election;
-    auto value = [&](const char* key, Millis v) { return " (" + ms(v) + (c.where.count(key) ? "" : ", the default") + ")"; };
+    auto value = [&](const char* key, Millis v) {
+        return " (" + ms(v) + (c.where.count(key) ? "" : ", the default") + ")";
+    };
     const std::string timeoutName = raw.name("election.timeout-ms");
     const std::string monitorName = raw.name("election.monitor-interval-ms");
     const std::string marginName = raw.name("election.demote-margin-ms");
@@ -106,12 +116,14 @@ void validateTiming(const Raw& raw, Sink& sink) {
         // Placed at the key the operator wrote: with only timeout-ms = 500 written, the fix is there.
         if (c.where.count("election.monitor-interval-ms"))
             sink.error(c.locate("election.monitor-interval-ms"),
-                       monitorName + value("election.monitor-interval-ms", e.monitorInterval) + " must be shorter than " + timeoutName +
-                           value("election.timeout-ms", e.timeout) + ": lower " + monitorName + " or raise " + timeoutName);
+                       monitorName + value("election.monitor-interval-ms", e.monitorInterval) +
+                           " must be shorter than " + timeoutName + value("election.timeout-ms", e.timeout) +
+                           ": lower " + monitorName + " or raise " + timeoutName);
         else
             sink.error(locateFirst(c, {"election.timeout-ms", "election"}),
                        timeoutName + value("election.timeout-ms", e.timeout) + " must be longer than " + monitorName +
-                           value("election.monitor-interval-ms", e.monitorInterval) + ": raise " + timeoutName + " or lower " + monitorName);
+                           value("election.monitor-interval-ms", e.monitorInterval) + ": raise " + timeoutName +
+                           " or lower " + monitorName);
     }
     // The active renews its lease every TTL/3; its deadline (last acknowledged renewal + TTL -
     // margin) must leave at least one renewal period, or it would demote while healthy.
@@ -121,8 +133,9 @@ void validateTiming(const Raw& raw, Sink& sink) {
         std::int64_t seconds = leaseTtlSeconds(e);
         while (Millis(seconds * 1000) - Millis(seconds * 1000) / 3 <= e.demoteMargin) ++seconds;
         sink.error(locateFirst(c, {"election.demote-margin-ms", "election.timeout-ms", "election"}),
-                   marginName + value("election.demote-margin-ms", e.demoteMargin) + " must be shorter than two thirds of the lease TTL (" +
-                       ms(limit) + "): lower " + marginName + " below " + ms(limit) + " or raise " + timeoutName + " to at least " +
+                   marginName + value("election.demote-margin-ms", e.demoteMargin) +
+                       " must be shorter than two thirds of the lease TTL (" + ms(limit) + "): lower " + marginName +
+                       " below " + ms(limit) + " or raise " + timeoutName + " to at least " +
                        ms(Millis(seconds * 1000)) + "; otherwise the active demotes between two healthy keepalives");
     }
     if (c.store.backend == Backend::Etcd) {
@@ -131,9 +144,10 @@ void validateTiming(const Raw& raw, Sink& sink) {
                                                               " is rounded up to a whole-second etcd lease TTL of " +
                                                               std::to_string(ttl.count() / 1000) + " s");
         if (ttl < Millis(2000))
-            sink.warning(c.locate("election.timeout-ms"),
-                         "etcd grants at least ceil(1.5 x its --election-timeout) seconds (2 s by default); with default etcd "
-                         "settings the effective lease TTL is 2 s, and prom uses the TTL etcd grants");
+            sink.warning(
+                c.locate("election.timeout-ms"),
+                "etcd grants at least ceil(1.5 x its --election-timeout) seconds (2 s by default); with default etcd "
+                "settings the effective lease TTL is 2 s, and prom uses the TTL etcd grants");
     }
     // No rule ties demote-margin-ms to [actions] timeout-ms: the margin is the time ensure-passive
     // gets to finish when the active loses the store (an operator's estimate of how long stopping
@@ -158,8 +172,9 @@ void validateStoreTransport(const Raw& raw, Sink& sink) {
         for (const auto& ep : c.store.endpoints) {
             UrlParts u = splitUrl(ep);
             if (u.scheme == "http" && !isLoopback(u.host)) {
-                sink.warning(c.locate("store.userid"), raw.name("store.userid") + ": the password goes in clear text over plain http:// to " +
-                                                           printable(u.host) + ": use https:// endpoints (with store.ca-file)");
+                sink.warning(c.locate("store.userid"),
+                             raw.name("store.userid") + ": the password goes in clear text over plain http:// to " +
+                                 printable(u.host) + ": use https:// endpoints (with store.ca-file)");
                 break;
             }
         }
@@ -250,11 +265,14 @@ Finding checkPath(const std::string& program) {
     struct stat st {};
     if (stat(program.c_str(), &st) != 0)
         return {Diagnostic::Severity::Error,
-                "program " + printable(program) + (errno == ENOENT ? " does not exist" : std::string(": ") + std::strerror(errno))};
+                "program " + printable(program) +
+                    (errno == ENOENT ? " does not exist" : std::string(": ") + std::strerror(errno))};
     if (S_ISDIR(st.st_mode)) return {Diagnostic::Severity::Error, "program " + printable(program) + " is a directory"};
-    if (!S_ISREG(st.st_mode)) return {Diagnostic::Severity::Error, "program " + printable(program) + " is not a regular file"};
+    if (!S_ISREG(st.st_mode))
+        return {Diagnostic::Severity::Error, "program " + printable(program) + " is not a regular file"};
     if (access(program.c_str(), X_OK) != 0 || !(st.st_mode & 0111))
-        return {Diagnostic::Severity::Error, "program " + printable(program) + " is not executable (mode " + modeOf(st) + ")"};
+        return {Diagnostic::Severity::Error,
+                "program " + printable(program) + " is not executable (mode " + modeOf(st) + ")"};
     return {};
 }
 
@@ -287,19 +305,24 @@ Finding checkProgram(const std::string& program, Search search) {
                                                      (found.empty() ? "/PATH/TO/" + printable(program) : found) + ")"};
         if (!found.empty()) return {};
         if (!nonExecutable.empty())
-            return {Diagnostic::Severity::Error, "program " + printable(program) + " is found as " + printable(nonExecutable) + ", which is not executable"};
+            return {Diagnostic::Severity::Error, "program " + printable(program) + " is found as " +
+                                                     printable(nonExecutable) + ", which is not executable"};
         const char* env = std::getenv("PATH");
-        return {Diagnostic::Severity::Error,
-                "program " + printable(program) + " is not found in PATH (" + printable(env ? env : "/usr/local/bin:/usr/bin:/bin") + ")"};
+        return {Diagnostic::Severity::Error, "program " + printable(program) + " is not found in PATH (" +
+                                                 printable(env ? env : "/usr/local/bin:/usr/bin:/bin") + ")"};
     }
     if (!program.starts_with("/"))
-        return {Diagnostic::Severity::Warning, "program " + printable(program) +
-                                                   " is a relative path, resolved from prom's working directory (/ under systemd): "
-                                                   "give an absolute path"};
+        return {Diagnostic::Severity::Warning,
+                "program " + printable(program) +
+                    " is a relative path, resolved from prom's working directory (/ under systemd): "
+                    "give an absolute path"};
     return checkPath(program);
 }
 
-bool isNameChar(char ch, bool first) { return ch == '_' || std::isalpha(static_cast<unsigned char>(ch)) || (!first && std::isdigit(static_cast<unsigned char>(ch))); }
+bool isNameChar(char ch, bool first) {
+    return ch == '_' || std::isalpha(static_cast<unsigned char>(ch)) ||
+           (!first && std::isdigit(static_cast<unsigned char>(ch)));
+}
 
 bool isAssignment(const std::string& word) {
     auto eq = word.find('=');
@@ -339,18 +362,21 @@ std::string unitNameProblem(const std::string& name) {
     auto dot = name.rfind('.');
     if (dot == std::string::npos || dot == 0 || !types.count(name.substr(dot))) {
         if (dot != std::string::npos && dot > 0 && allIn(name.substr(dot + 1), ""))
-            return "unknown unit type \"" + printable(name.substr(dot)) + "\" (expected .service, .target, .socket, .mount, ...)";
+            return "unknown unit type \"" + printable(name.substr(dot)) +
+                   "\" (expected .service, .target, .socket, .mount, ...)";
         return "it has no type suffix (write " + printable(name) + ".service)";
     }
     std::string prefix = name.substr(0, dot);
     for (char ch : prefix)
         if (!std::isalnum(static_cast<unsigned char>(ch)) && std::string(":-_.\\@").find(ch) == std::string::npos)
-            return std::string("it contains '") + printable(std::string(1, ch)) + "' (allowed: letters, digits, : - _ . \\ and one @)";
+            return std::string("it contains '") + printable(std::string(1, ch)) +
+                   "' (allowed: letters, digits, : - _ . \\ and one @)";
     auto at = prefix.find('@');
     if (at == std::string::npos) return "";
     if (at == 0) return "it starts with @";
     if (prefix.find('@', at + 1) != std::string::npos) return "it has more than one @";
-    if (at + 1 == prefix.size()) return "it is a template: name an instance (" + prefix + "%i" + name.substr(dot) + " gives one per replica)";
+    if (at + 1 == prefix.size())
+        return "it is a template: name an instance (" + prefix + "%i" + name.substr(dot) + " gives one per replica)";
     return "";
 }
 
@@ -361,12 +387,13 @@ std::string shellProgram(const std::string& command) {
     // globs, subshells, redirections, escapes) makes the word unknowable: "" = not checked.
     static const std::set<std::string> notPrograms = {
         // keywords
-        "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then", "until", "while", "[[",
-        "function", "select", "time",
+        "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then", "until", "while",
+        "[[", "function", "select", "time",
         // dash's builtins (and bash's common ones): no program to look up
-        ".", ":", "[", "alias", "bg", "break", "cd", "chdir", "continue", "echo", "eval", "exit", "export", "false", "fc", "fg",
-        "getopts", "hash", "jobs", "kill", "local", "printf", "pwd", "read", "readonly", "return", "set", "shift", "test",
-        "times", "trap", "true", "type", "ulimit", "umask", "unalias", "unset", "wait", "source", "declare", "typeset", "let"};
+        ".", ":", "[", "alias", "bg", "break", "cd", "chdir", "continue", "echo", "eval", "exit", "export", "false",
+        "fc", "fg", "getopts", "hash", "jobs", "kill", "local", "printf", "pwd", "read", "readonly", "return", "set",
+        "shift", "test", "times", "trap", "true", "type", "ulimit", "umask", "unalias", "unset", "wait", "source",
+        "declare", "typeset", "let"};
     std::size_t i = 0;
     const std::size_t n = command.size();
     bool lookThrough = false;  // after exec/command
@@ -417,7 +444,8 @@ std::optional<ListenAddress> parseListenAddress(const std::string& text, std::st
         a.ipv6 = true;
         port = text.substr(close + 2);
         in6_addr addr{};
-        if (inet_pton(AF_INET6, a.host.c_str(), &addr) != 1) return fail("\"" + printable(a.host) + "\" is not an IPv6 address");
+        if (inet_pton(AF_INET6, a.host.c_str(), &addr) != 1)
+            return fail("\"" + printable(a.host) + "\" is not an IPv6 address");
     } else {
         auto colon = text.rfind(':');
         if (colon == std::string::npos) return fail("expected HOST:PORT (e.g. 127.0.0.1:9479)");
@@ -426,10 +454,12 @@ std::optional<ListenAddress> parseListenAddress(const std::string& text, std::st
         if (a.host.find(':') != std::string::npos) return fail("write an IPv6 address in brackets: [ADDRESS]:PORT");
         in_addr addr{};
         if (inet_pton(AF_INET, a.host.c_str(), &addr) != 1)
-            return fail("the host must be an IPv4 address or [IPv6] literal (prom does not resolve names), e.g. 127.0.0.1:9479");
+            return fail(
+                "the host must be an IPv4 address or [IPv6] literal (prom does not resolve names), e.g. "
+                "127.0.0.1:9479");
     }
-    if (port.empty() || port.size() > 5 || !allIn(port, "") || port.find_first_not_of("0123456789") != std::string::npos ||
-        std::stoi(port) < 1 || std::stoi(port) > 65535)
+    if (port.empty() || port.size() > 5 || !allIn(port, "") ||
+        port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) < 1 || std::stoi(port) > 65535)
         return fail("the port must be 1-65535");
     a.port = static_cast<std::uint16_t>(std::stoi(port));
     return a;
@@ -447,8 +477,9 @@ void checkHost(const Raw& raw, const std::string& selfId, Sink& sink) {
         if (path.empty()) continue;
         int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
-            sink.error(c.locate(key), raw.name(key) + ": cannot read " + printable(path) + ": " + std::strerror(errno) +
-                                          (errno == EACCES ? " (checked as uid " + std::to_string(geteuid()) + ")" : ""));
+            sink.error(c.locate(key),
+                       raw.name(key) + ": cannot read " + printable(path) + ": " + std::strerror(errno) +
+                           (errno == EACCES ? " (checked as uid " + std::to_string(geteuid()) + ")" : ""));
             continue;
         }
         struct stat st {};
@@ -459,7 +490,8 @@ void checkHost(const Raw& raw, const std::string& selfId, Sink& sink) {
             continue;
         }
         if ((k == "store.password-file" || k == "store.key-file") && (st.st_mode & S_IROTH))
-            sink.warning(c.locate(key), raw.name(key) + ": " + printable(path) + " is readable by every user (mode " + modeOf(st) +
+            sink.warning(c.locate(key), raw.name(key) + ": " + printable(path) + " is readable by every user (mode " +
+                                            modeOf(st) +
                                             "): chmod o-r it, or use the systemd credential store-password");
     }
 
@@ -495,17 +527,21 @@ void validate(Raw& raw, const std::string& selfId, Sink& sink) {
     if (c.appName.empty())
         sink.error(c.locate("app-name"), raw.name("app-name") + " must be set: it names the election");
     else if (!allIn(c.appName, music ? "_" : "_.-"))
-        sink.error(c.locate("app-name"), raw.name("app-name") + " = \"" + c.appName + "\" may contain only letters, digits" +
+        sink.error(c.locate("app-name"), raw.name("app-name") + " = \"" + c.appName +
+                                             "\" may contain only letters, digits" +
                                              (music ? " and _ (it names the MUSIC keyspace prom_APP)" : ", _ . and -"));
 
-    if (c.replicas.empty()) sink.error(c.locate("replicas"), raw.name("replicas") + " must list at least one replica id");
+    if (c.replicas.empty())
+        sink.error(c.locate("replicas"), raw.name("replicas") + " must list at least one replica id");
     std::set<std::string> ids;
     validateReplicaIds(raw, sink, ids);
     if (!selfId.empty() && !c.replicas.empty() && !ids.count(selfId))
-        sink.error(c.locate("replicas"), "this replica's id \"" + selfId + "\" (--id) is not in " + raw.name("replicas"));
+        sink.error(c.locate("replicas"),
+                   "this replica's id \"" + selfId + "\" (--id) is not in " + raw.name("replicas"));
     for (const auto& [id, o] : raw.overrides)
         if (!ids.count(id))
-            sink.error(c.locate("replica." + id), "settings for replica \"" + id + "\", which is not in " + raw.name("replicas"));
+            sink.error(c.locate("replica." + id),
+                       "settings for replica \"" + id + "\", which is not in " + raw.name("replicas"));
 
     for (const auto& id : c.replicas) {
         ReplicaSettings s = c.defaults;
@@ -523,18 +559,23 @@ void validate(Raw& raw, const std::string& selfId, Sink& sink) {
         Location where = c.where.count("replica." + id) ? c.locate("replica." + id) : c.locate("actions");
         const bool json = raw.spelled.count("replicas") > 0;
         if (s.ensureActive.kind == Action::Kind::None)
-            sink.error(where, "replica \"" + id + "\" has no ensure-active action (" +
-                                  (json ? "\"ensure-active-" + id + "\"" : "[actions] or [replica." + id + "] ensure-active") + ")");
+            sink.error(where,
+                       "replica \"" + id + "\" has no ensure-active action (" +
+                           (json ? "\"ensure-active-" + id + "\"" : "[actions] or [replica." + id + "] ensure-active") +
+                           ")");
         if (s.ensurePassive.kind == Action::Kind::None)
             sink.error(where, "replica \"" + id + "\" has no ensure-passive action (" +
-                                  (json ? "\"ensure-passive-" + id + "\"" : "[actions] or [replica." + id + "] ensure-passive") + ")");
+                                  (json ? "\"ensure-passive-" + id + "\""
+                                        : "[actions] or [replica." + id + "] ensure-passive") +
+                                  ")");
         c.replica[id] = s;
     }
 
     validateTiming(raw, sink);
 
     if (c.store.endpoints.empty())
-        sink.error(c.locate("store.endpoints"), raw.name("store.endpoints") + " must list at least one " + (music ? "MUSIC location" : "etcd endpoint"));
+        sink.error(c.locate("store.endpoints"), raw.name("store.endpoints") + " must list at least one " +
+                                                    (music ? "MUSIC location" : "etcd endpoint"));
     std::set<std::string> eps;
     for (const auto& ep : c.store.endpoints) {
         if (ep.empty()) {
@@ -545,24 +586,29 @@ void validate(Raw& raw, const std::string& selfId, Sink& sink) {
             sink.error(c.locate("store.endpoints"), "endpoint " + redactUrl(ep) + " is listed twice");
         bool url = ep.starts_with("http://") || ep.starts_with("https://");
         if (!music && !url)
-            sink.error(c.locate("store.endpoints"), "etcd endpoint \"" + redactUrl(ep) + "\" must be a URL like http://127.0.0.1:2379");
+            sink.error(c.locate("store.endpoints"),
+                       "etcd endpoint \"" + redactUrl(ep) + "\" must be a URL like http://127.0.0.1:2379");
         if (url && ep.find("://") + 3 >= ep.size())
             sink.error(c.locate("store.endpoints"), "endpoint \"" + redactUrl(ep) + "\" has no host");
         if (url && hasUserinfo(ep))
             // The URL would end up in logs and in LastError; the error must not repeat the password.
-            sink.error(c.locate("store.endpoints"), "endpoint " + redactUrl(ep) + " carries credentials in the URL: put the user in " +
-                                                        raw.name("store.userid") + " and the password in store.password-file (or the "
+            sink.error(c.locate("store.endpoints"), "endpoint " + redactUrl(ep) +
+                                                        " carries credentials in the URL: put the user in " +
+                                                        raw.name("store.userid") +
+                                                        " and the password in store.password-file (or the "
                                                         "systemd credential store-password)");
     }
     if (!c.store.passwordFile.empty() && !c.store.password.empty())
-        sink.error(c.locate("store.password-file"), "give the store password either inline or in password-file, not both");
+        sink.error(c.locate("store.password-file"),
+                   "give the store password either inline or in password-file, not both");
     if (!music && c.store.prefix.empty())
         sink.error(c.locate("store.prefix"), "store.prefix must not be empty (try \"/prom\")");
     if ((c.store.certFile.empty()) != (c.store.keyFile.empty()))
         sink.error(c.locate(c.store.certFile.empty() ? "store.key-file" : "store.cert-file"),
                    "store.cert-file and store.key-file must be given together");
     if (!music && (!c.store.aid.empty() || !c.store.ns.empty()))
-        sink.warning(c.locate(c.store.aid.empty() ? "store.namespace" : "store.aid"), "store.aid and store.namespace are used by the music backend only");
+        sink.warning(c.locate(c.store.aid.empty() ? "store.namespace" : "store.aid"),
+                     "store.aid and store.namespace are used by the music backend only");
 
     validateStoreTransport(raw, sink);
     validateUnits(raw, sink);

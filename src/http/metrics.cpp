@@ -12,10 +12,14 @@ namespace {
 std::string escapeLabel(const std::string& v) {
     std::string out;
     for (char ch : v) {
-        if (ch == '\\') out += "\\\\";
-        else if (ch == '"') out += "\\\"";
-        else if (ch == '\n') out += "\\n";
-        else out += ch;
+        if (ch == '\\')
+            out += "\\\\";
+        else if (ch == '"')
+            out += "\\\"";
+        else if (ch == '\n')
+            out += "\\n";
+        else
+            out += ch;
     }
     return out;
 }
@@ -34,7 +38,9 @@ std::string number(double v) {
     return buf;
 }
 
-std::string integer(std::uint64_t v) { return std::to_string(v); }
+std::string integer(std::uint64_t v) {
+    return std::to_string(v);
+}
 
 class Writer {
 public:
@@ -51,7 +57,8 @@ public:
         m_out += "# HELP " + family + " " + help + "\n# TYPE " + family + " " + shown + "\n";
     }
 
-    void sample(const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels, const std::string& value) {
+    void sample(const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels,
+                const std::string& value) {
         m_out += name;
         if (!labels.empty()) {
             m_out += "{";
@@ -62,7 +69,8 @@ public:
         m_out += " " + value + "\n";
     }
 
-    void histogram(const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels, const Histogram& h) {
+    void histogram(const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels,
+                   const Histogram& h) {
         std::uint64_t cumulative = 0;
         for (std::size_t i = 0; i <= h.bounds().size(); ++i) {
             cumulative += h.counts()[i];
@@ -95,8 +103,12 @@ void Histogram::observe(double seconds) {
     ++m_count;
 }
 
-std::vector<double> storeLatencyBuckets() { return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}; }
-std::vector<double> actionDurationBuckets() { return {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}; }
+std::vector<double> storeLatencyBuckets() {
+    return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+}
+std::vector<double> actionDurationBuckets() {
+    return {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+}
 
 void Counters::actionFinished(const std::string& kind, bool ok, double seconds) {
     ActionStats& a = actions[kind];
@@ -114,7 +126,8 @@ std::string renderMetrics(const Snapshot& s, Format format) {
     for (const char* r : kRoles) w.sample("prom_role", {{"role", r}}, s.role == r ? "1" : "0");
     w.family("prom_active", "gauge", "1 while this replica is active.");
     w.sample("prom_active", {}, s.role == "active" ? "1" : "0");
-    w.family("prom_fencing_token", "gauge", "Fencing token (leader key create revision) of the current or last active known.");
+    w.family("prom_fencing_token", "gauge",
+             "Fencing token (leader key create revision) of the current or last active known.");
     w.sample("prom_fencing_token", {}, integer(s.fencingToken));
     w.family("prom_role_transitions_total", "counter", "Role changes of this replica since prom started.");
     w.sample("prom_role_transitions_total", {}, integer(s.counters.transitions));
@@ -123,15 +136,21 @@ std::string renderMetrics(const Snapshot& s, Format format) {
     w.family("prom_paused", "gauge", "1 while this replica is paused (no actions, no campaigns).");
     w.sample("prom_paused", {}, s.paused ? "1" : "0");
     w.family("prom_lease_remaining_seconds", "gauge",
-             "Time left before the active demotes itself on its own clock unless a keepalive is acknowledged (active only).");
-    if (s.leaseRemainingSeconds) w.sample("prom_lease_remaining_seconds", {}, number(std::max(0.0, *s.leaseRemainingSeconds)));
+             "Time left before the active demotes itself on its own clock unless a keepalive is acknowledged (active "
+             "only).");
+    if (s.leaseRemainingSeconds)
+        w.sample("prom_lease_remaining_seconds", {}, number(std::max(0.0, *s.leaseRemainingSeconds)));
     w.family("prom_action_runs_total", "counter", "Finished runs of each action.");
-    for (const auto& [kind, a] : s.counters.actions) w.sample("prom_action_runs_total", {{"action", kind}}, integer(a.runs));
+    for (const auto& [kind, a] : s.counters.actions)
+        w.sample("prom_action_runs_total", {{"action", kind}}, integer(a.runs));
     w.family("prom_action_failures_total", "counter", "Runs of each action that failed or timed out.");
-    for (const auto& [kind, a] : s.counters.actions) w.sample("prom_action_failures_total", {{"action", kind}}, integer(a.failures));
+    for (const auto& [kind, a] : s.counters.actions)
+        w.sample("prom_action_failures_total", {{"action", kind}}, integer(a.failures));
     w.family("prom_action_duration_seconds", "histogram", "Duration of action runs.");
-    for (const auto& [kind, a] : s.counters.actions) w.histogram("prom_action_duration_seconds", {{"action", kind}}, a.durations);
-    w.family("prom_store_request_duration_seconds", "histogram", "Round-trip time of store requests that got an answer.");
+    for (const auto& [kind, a] : s.counters.actions)
+        w.histogram("prom_action_duration_seconds", {{"action", kind}}, a.durations);
+    w.family("prom_store_request_duration_seconds", "histogram",
+             "Round-trip time of store requests that got an answer.");
     w.histogram("prom_store_request_duration_seconds", {}, s.counters.storeLatency);
     return w.finish();
 }

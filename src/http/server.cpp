@@ -34,7 +34,9 @@ std::string describe(const config::ListenAddress& a) {
 
 Server::Server(sd::EventLoop& loop, Provider provider) : m_loop(loop), m_provider(std::move(provider)) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+    stop();
+}
 
 void Server::stop() {
     m_io.reset();
@@ -81,11 +83,12 @@ Result<Ok> Server::start(const config::ListenAddress& a) {
     sockaddr_storage bound{};
     socklen_t boundLen = sizeof bound;
     getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &boundLen);
-    m_port = ntohs(a.ipv6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    m_port = ntohs(a.ipv6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                          : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
     // No MHD_USE_INTERNAL_POLLING_THREAD: MHD_run() is called from the loop (external polling).
-    m_daemon = MHD_start_daemon(MHD_USE_EPOLL | (a.ipv6 ? MHD_USE_IPv6 : 0), 0, nullptr, nullptr, &Server::onRequest, this,
-                                MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, kMaxConnections,
+    m_daemon = MHD_start_daemon(MHD_USE_EPOLL | (a.ipv6 ? MHD_USE_IPv6 : 0), 0, nullptr, nullptr, &Server::onRequest,
+                                this, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, kMaxConnections,
                                 MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                                 kConnectionMemory, MHD_OPTION_END);
     if (!m_daemon) {
@@ -160,7 +163,8 @@ MHD_Result Server::respond(MHD_Connection* connection, const std::string& url, c
             reply = {s.running && s.role == "active" ? 200u : 503u, s.role + "\n"};
         }
     }
-    MHD_Response* response = MHD_create_response_from_buffer(reply.body.size(), reply.body.data(), MHD_RESPMEM_MUST_COPY);
+    MHD_Response* response =
+        MHD_create_response_from_buffer(reply.body.size(), reply.body.data(), MHD_RESPMEM_MUST_COPY);
     if (!response) return MHD_NO;
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, reply.type.c_str());
     MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");

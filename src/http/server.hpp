@@ -36,8 +36,8 @@ public:
     void stop();
 
 private:
-    static MHD_Result onRequest(void* cls, MHD_Connection* connection, const char* url, const char* method, const char* version,
-                                const char* uploadData, size_t* uploadDataSize, void** state);
+    static MHD_Result onRequest(void* cls, MHD_Connection* connection, const char* url, const char* method,
+                                const char* version, const char* uploadData, size_t* uploadDataSize, void** state);
     MHD_Result respond(MHD_Connection* connection, const std::string& url, const std::string& method);
     void run();
 

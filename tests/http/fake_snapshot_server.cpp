@@ -25,8 +25,9 @@ int main(int argc, char** argv) {
     snap.fencingToken = 7;
     snap.storeHealthy = true;
     prom::http::Server server(loop, [&] { return snap; });
-    prom::Result<prom::Ok> r = listen == "127.0.0.1:0" ? server.start(prom::config::ListenAddress{"127.0.0.1", 0, false})
-                                                       : server.start(listen);
+    prom::Result<prom::Ok> r = listen == "127.0.0.1:0"
+                                   ? server.start(prom::config::ListenAddress{"127.0.0.1", 0, false})
+                                   : server.start(listen);
     if (!r) {
         std::printf("error: %s\n", r.error().message.c_str());
         return 1;

@@ -13,7 +13,9 @@ using namespace prom::config;
 
 namespace {
 
-LoadResult toml(const std::string& text, const std::string& id = "") { return loadText("check.conf", text, id); }
+LoadResult toml(const std::string& text, const std::string& id = "") {
+    return loadText("check.conf", text, id);
+}
 
 std::string all(const LoadResult& r) {
     std::string s;
@@ -52,7 +54,8 @@ std::string tempDir() {
     return mkdtemp(t);
 }
 
-std::string file(const std::string& dir, const std::string& name, mode_t mode, const std::string& content = "#!/bin/sh\nexit 0\n") {
+std::string file(const std::string& dir, const std::string& name, mode_t mode,
+                 const std::string& content = "#!/bin/sh\nexit 0\n") {
     std::string p = dir + "/" + name;
     std::ofstream(p) << content;
     chmod(p.c_str(), mode);
@@ -82,10 +85,13 @@ TEST(ActionPrograms, MissingArgvProgramIsAnErrorAtItsKey) {
 
 TEST(ActionPrograms, NonExecutableProgramIsAnError) {
     std::string p = file(tempDir(), "ensure", 0644);
-    expectErrorAt(toml(actions("[\"" + p + "\"]")), "actions.ensure-active: program " + p + " is not executable", 4, 17);
+    expectErrorAt(toml(actions("[\"" + p + "\"]")), "actions.ensure-active: program " + p + " is not executable", 4,
+                  17);
 }
 
-TEST(ActionPrograms, DirectoryIsNotAProgram) { expectErrorAt(toml(actions("[\"/tmp\"]")), "/tmp is a directory", 4, 17); }
+TEST(ActionPrograms, DirectoryIsNotAProgram) {
+    expectErrorAt(toml(actions("[\"/tmp\"]")), "/tmp is a directory", 4, 17);
+}
 
 TEST(ActionPrograms, ArgvProgramWithoutSlashIsNotSearchedInPath) {
     // argv actions are spawned without a PATH search (no shell): "true" would fail at runtime.
@@ -100,7 +106,8 @@ TEST(ActionPrograms, FirstWordOfShellCommandIsLookedUpInPath) {
 }
 
 TEST(ActionPrograms, ShellCommandWithMissingAbsolutePathIsAnError) {
-    expectErrorAt(toml(actions("\"/nonexistent/ensure %i active\"")), "program /nonexistent/ensure does not exist", 4, 17);
+    expectErrorAt(toml(actions("\"/nonexistent/ensure %i active\"")), "program /nonexistent/ensure does not exist", 4,
+                  17);
 }
 
 TEST(ActionPrograms, ShellAssignmentsExecAndQuotesAreSeenThrough) {
@@ -111,16 +118,17 @@ TEST(ActionPrograms, ShellAssignmentsExecAndQuotesAreSeenThrough) {
 }
 
 TEST(ActionPrograms, ShellBuiltinsKeywordsAndExpansionsAreNotChecked) {
-    for (const char* cmd : {"exit 0", "test -e /x && /nonexistent/y", "$HOME/bin/ensure", "if true; then :; fi",
-                            "(/nonexistent/x)", "{ /nonexistent/x; }", "~/ensure", "`which true`", "cd / && ./x",
-                            "FOO=$(date) /nonexistent/x"})
+    for (const char* cmd :
+         {"exit 0", "test -e /x && /nonexistent/y", "$HOME/bin/ensure", "if true; then :; fi", "(/nonexistent/x)",
+          "{ /nonexistent/x; }", "~/ensure", "`which true`", "cd / && ./x", "FOO=$(date) /nonexistent/x"})
         expectClean(toml(actions("'" + std::string(cmd) + "'")));
 }
 
 TEST(ActionPrograms, OnlyTheActionsThisReplicaRunsAreCheckedWithAnId) {
     std::string text = actions("[\"/bin/true\"]") + "[replica.1]\nensure-active = [\"/nonexistent/only-on-node-1\"]\n";
     expectClean(toml(text, "0"));
-    expectErrorAt(toml(text, "1"), "replica.1.ensure-active: program /nonexistent/only-on-node-1 does not exist", 7, 17);
+    expectErrorAt(toml(text, "1"), "replica.1.ensure-active: program /nonexistent/only-on-node-1 does not exist", 7,
+                  17);
     expectErrorAt(toml(text), "replica.1.ensure-active: program /nonexistent/only-on-node-1", 7, 17);
 }
 
@@ -138,7 +146,8 @@ TEST(ActionPrograms, OneMessagePerKeyNotPerReplica) {
 }
 
 TEST(ActionPrograms, PromJsonCommandsAreCheckedAtTheirKey) {
-    auto r = loadText("config.json", R"({"app-name":"a","replica-id-list":["0"],"music-location":["h"],"prom-timeout":5000,
+    auto r =
+        loadText("config.json", R"({"app-name":"a","replica-id-list":["0"],"music-location":["h"],"prom-timeout":5000,
 "no-of-retry-attempts":1,"ensure-active-0":"/nonexistent/ensure 0 active","ensure-passive-0":"/bin/true"})");
     expectErrorAt(r, "\"ensure-active-0\": program /nonexistent/ensure does not exist", 2, 26);
 }
@@ -146,12 +155,15 @@ TEST(ActionPrograms, PromJsonCommandsAreCheckedAtTheirKey) {
 // ---- unit names ----
 
 TEST(UnitNames, WithoutTypeSuffixIsAnError) {
-    expectErrorAt(toml(actions("{ start-unit = \"votingapp\" }")),
-                  "actions.ensure-active: \"votingapp\" is not a unit name: it has no type suffix (write votingapp.service)", 4, 17);
+    expectErrorAt(
+        toml(actions("{ start-unit = \"votingapp\" }")),
+        "actions.ensure-active: \"votingapp\" is not a unit name: it has no type suffix (write votingapp.service)", 4,
+        17);
 }
 
 TEST(UnitNames, TemplateWithoutInstanceIsAnError) {
-    expectErrorAt(toml(actions("{ start-unit = \"app@.service\" }")), "is a template: name an instance (app@%i.service", 4, 17);
+    expectErrorAt(toml(actions("{ start-unit = \"app@.service\" }")), "is a template: name an instance (app@%i.service",
+                  4, 17);
 }
 
 TEST(UnitNames, InvalidCharactersAndUnknownTypesAreErrors) {
@@ -196,45 +208,51 @@ TEST(ConsistentDefaults, DefaultActionTimeoutDoesNotWarnAgainstTheDefaultMargin)
 
 TEST(ConsistentDefaults, ShortTimeoutIsPlacedAtTimeoutAndNamesBothKeys) {
     // Only timeout-ms is written: the error belongs there, not at 1:1.
-    expectErrorAt(toml(actions("[\"/bin/true\"]") + "[election]\ntimeout-ms = 500\n"),
-                  "election.timeout-ms (500 ms) must be longer than election.monitor-interval-ms (1000 ms, the default): "
-                  "raise election.timeout-ms or lower election.monitor-interval-ms",
-                  7, 14);
+    expectErrorAt(
+        toml(actions("[\"/bin/true\"]") + "[election]\ntimeout-ms = 500\n"),
+        "election.timeout-ms (500 ms) must be longer than election.monitor-interval-ms (1000 ms, the default): "
+        "raise election.timeout-ms or lower election.monitor-interval-ms",
+        7, 14);
 }
 
 TEST(ConsistentDefaults, LongMonitorIntervalIsPlacedAtMonitorInterval) {
-    expectErrorAt(toml(actions("[\"/bin/true\"]") + "[election]\nmonitor-interval-ms = 6000\n"),
-                  "election.monitor-interval-ms (6000 ms) must be shorter than election.timeout-ms (5000 ms, the default): "
-                  "lower election.monitor-interval-ms or raise election.timeout-ms",
-                  7, 23);
+    expectErrorAt(
+        toml(actions("[\"/bin/true\"]") + "[election]\nmonitor-interval-ms = 6000\n"),
+        "election.monitor-interval-ms (6000 ms) must be shorter than election.timeout-ms (5000 ms, the default): "
+        "lower election.monitor-interval-ms or raise election.timeout-ms",
+        7, 23);
 }
 
 TEST(ConsistentDefaults, MarginTooLongSaysWhichKeysToChange) {
-    expectErrorAt(toml(actions("[\"/bin/true\"]") + "[election]\ndemote-margin-ms = 4000\n"),
-                  "election.demote-margin-ms (4000 ms) must be shorter than two thirds of the lease TTL (3334 ms): lower "
-                  "election.demote-margin-ms below 3334 ms or raise election.timeout-ms to at least 7000 ms",
-                  7, 20);
+    expectErrorAt(
+        toml(actions("[\"/bin/true\"]") + "[election]\ndemote-margin-ms = 4000\n"),
+        "election.demote-margin-ms (4000 ms) must be shorter than two thirds of the lease TTL (3334 ms): lower "
+        "election.demote-margin-ms below 3334 ms or raise election.timeout-ms to at least 7000 ms",
+        7, 20);
 }
 
 // ---- replica ids ----
 
 TEST(ReplicaIds, PathLikeAndOptionLikeIdsAreRefused) {
     for (const char* id : {".", "..", "-rf", "a/b", ".hidden", "a b", ""}) {
-        auto r = toml("app-name = \"app\"\nreplicas = [\"" + std::string(id) + "\"]\n[actions]\nensure-active = [\"/bin/true\"]\n"
+        auto r = toml("app-name = \"app\"\nreplicas = [\"" + std::string(id) +
+                      "\"]\n[actions]\nensure-active = [\"/bin/true\"]\n"
                       "ensure-passive = [\"/bin/true\"]\n");
         expectErrorAt(r, "replica id \"" + std::string(id) + "\" is not allowed", 2, 12);
     }
 }
 
 TEST(ReplicaIds, IdsThatMapToTheSameBusNameAreRefused) {
-    auto r = toml("app-name = \"app\"\nreplicas = [\"a.b\", \"a-b\"]\n[actions]\nensure-active = [\"/bin/true\"]\n"
-                  "ensure-passive = [\"/bin/true\"]\n");
+    auto r = toml(
+        "app-name = \"app\"\nreplicas = [\"a.b\", \"a-b\"]\n[actions]\nensure-active = [\"/bin/true\"]\n"
+        "ensure-passive = [\"/bin/true\"]\n");
     expectErrorAt(r, "replica ids \"a.b\" and \"a-b\" both map to the D-Bus name org.prom.Prom1.Replica_a_b", 2, 12);
 }
 
 TEST(ReplicaIds, SafeIdsPass) {
-    expectClean(toml("app-name = \"app\"\nreplicas = [\"0\", \"db-1\", \"db_2\", \"n3.example\"]\n[actions]\n"
-                     "ensure-active = [\"/bin/true\"]\nensure-passive = [\"/bin/true\"]\n"));
+    expectClean(
+        toml("app-name = \"app\"\nreplicas = [\"0\", \"db-1\", \"db_2\", \"n3.example\"]\n[actions]\n"
+             "ensure-active = [\"/bin/true\"]\nensure-passive = [\"/bin/true\"]\n"));
 }
 
 // ---- store credentials and TLS ----
@@ -250,20 +268,25 @@ TEST(StoreTls, MissingTlsFilesAreErrorsAtTheirKeys) {
 
 TEST(StoreTls, CaFileWithPlainHttpEndpointIsAnError) {
     std::string ca = file(tempDir(), "ca.pem", 0644, "pem");
-    expectErrorAt(toml(actions("[\"/bin/true\"]") + "[store]\nendpoints = [\"http://10.0.0.1:2379\"]\nca-file = \"" + ca + "\"\n"),
-                  "store.ca-file is set but endpoint http://10.0.0.1:2379 is plain http://: TLS is not used (write https://)", 8, 11);
+    expectErrorAt(
+        toml(actions("[\"/bin/true\"]") + "[store]\nendpoints = [\"http://10.0.0.1:2379\"]\nca-file = \"" + ca +
+             "\"\n"),
+        "store.ca-file is set but endpoint http://10.0.0.1:2379 is plain http://: TLS is not used (write https://)", 8,
+        11);
 }
 
 TEST(StoreTls, CredentialsOverPlainHttpToAnotherHostAreAWarning) {
     std::string dir = tempDir();
     std::string pw = file(dir, "pw", 0600, "secret\n");
-    auto r = toml(actions("[\"/bin/true\"]") + "[store]\nendpoints = [\"http://10.0.0.1:2379\"]\nuserid = \"prom\"\npassword-file = \"" +
-                  pw + "\"\n");
+    auto r =
+        toml(actions("[\"/bin/true\"]") +
+             "[store]\nendpoints = [\"http://10.0.0.1:2379\"]\nuserid = \"prom\"\npassword-file = \"" + pw + "\"\n");
     EXPECT_TRUE(r.config) << all(r);
     expectWarningAt(r, "store.userid: the password goes in clear text over plain http:// to 10.0.0.1", 8, 10);
     // Loopback: the password never leaves the host.
-    expectClean(toml(actions("[\"/bin/true\"]") + "[store]\nendpoints = [\"http://127.0.0.1:2379\"]\nuserid = \"prom\"\npassword-file = \"" +
-                     pw + "\"\n"));
+    expectClean(toml(actions("[\"/bin/true\"]") +
+                     "[store]\nendpoints = [\"http://127.0.0.1:2379\"]\nuserid = \"prom\"\npassword-file = \"" + pw +
+                     "\"\n"));
 }
 
 TEST(StoreTls, WorldReadablePasswordFileIsAWarning) {
@@ -274,12 +297,15 @@ TEST(StoreTls, WorldReadablePasswordFileIsAWarning) {
 }
 
 TEST(StoreTls, MissingPasswordFileIsAnError) {
-    expectErrorAt(toml(actions("[\"/bin/true\"]") + "[store]\nuserid = \"prom\"\npassword-file = \"/nonexistent/pw\"\n"),
-                  "store.password-file: cannot read /nonexistent/pw", 8, 17);
+    expectErrorAt(
+        toml(actions("[\"/bin/true\"]") + "[store]\nuserid = \"prom\"\npassword-file = \"/nonexistent/pw\"\n"),
+        "store.password-file: cannot read /nonexistent/pw", 8, 17);
 }
 
 TEST(StoreTls, UserinfoInEndpointIsRefusedWithoutEchoingThePassword) {
-    auto r = toml(actions("[\"/bin/true\"]") + "[store]\nendpoints = [\"http://root:hunter2@10.0.0.1:2379\", \"http://root:hunter2@10.0.0.1:2379\"]\n");
+    auto r =
+        toml(actions("[\"/bin/true\"]") +
+             "[store]\nendpoints = [\"http://root:hunter2@10.0.0.1:2379\", \"http://root:hunter2@10.0.0.1:2379\"]\n");
     expectErrorAt(r, "endpoint http://***@10.0.0.1:2379 carries credentials in the URL", 7, 13);
     EXPECT_EQ(all(r).find("hunter2"), std::string::npos) << all(r);
 }
@@ -291,7 +317,8 @@ TEST(HttpConfig, ListensOnLoopbackByDefaultAndReplicasOverride) {
     ASSERT_TRUE(r.config) << all(r);
     EXPECT_EQ(r.config->settingsOf("0").httpListen, "127.0.0.1:9479");
     EXPECT_EQ(r.config->settingsOf("1").httpListen, "");
-    auto v6 = toml(actions("[\"/bin/true\"]") + "[http]\nlisten = \"[::1]:9100\"\n[replica.1]\nhttp-listen = \"127.0.0.1:9101\"\n");
+    auto v6 = toml(actions("[\"/bin/true\"]") +
+                   "[http]\nlisten = \"[::1]:9100\"\n[replica.1]\nhttp-listen = \"127.0.0.1:9101\"\n");
     ASSERT_TRUE(v6.config) << all(v6);
     EXPECT_EQ(v6.config->settingsOf("0").httpListen, "[::1]:9100");
     EXPECT_EQ(v6.config->settingsOf("1").httpListen, "127.0.0.1:9101");
@@ -300,7 +327,8 @@ TEST(HttpConfig, ListensOnLoopbackByDefaultAndReplicasOverride) {
 TEST(HttpConfig, BadListenAddressesAreErrorsAtTheirKey) {
     expectErrorAt(toml(actions("[\"/bin/true\"]") + "[http]\nlisten = \"localhost:9479\"\n"),
                   "http.listen = \"localhost:9479\": the host must be an IPv4 address or [IPv6] literal", 7, 10);
-    expectErrorAt(toml(actions("[\"/bin/true\"]") + "[http]\nlisten = \"127.0.0.1:0\"\n"), "the port must be 1-65535", 7, 10);
+    expectErrorAt(toml(actions("[\"/bin/true\"]") + "[http]\nlisten = \"127.0.0.1:0\"\n"), "the port must be 1-65535",
+                  7, 10);
     expectErrorAt(toml(actions("[\"/bin/true\"]") + "[replica.0]\nhttp-listen = \"127.0.0.1\"\n"),
                   "replica.0.http-listen = \"127.0.0.1\": expected HOST:PORT", 7, 15);
 }
@@ -308,7 +336,8 @@ TEST(HttpConfig, BadListenAddressesAreErrorsAtTheirKey) {
 TEST(HttpConfig, TwoReplicasOnTheSameAddressIsAWarning) {
     // Each node runs one replica as a rule, so the same address in the shared file is fine; but a
     // per-replica override that equals another replica's address on purpose is a typo.
-    auto r = toml(actions("[\"/bin/true\"]") + "[replica.0]\nhttp-listen = \"127.0.0.1:9500\"\n[replica.1]\nhttp-listen = \"127.0.0.1:9500\"\n");
+    auto r = toml(actions("[\"/bin/true\"]") +
+                  "[replica.0]\nhttp-listen = \"127.0.0.1:9500\"\n[replica.1]\nhttp-listen = \"127.0.0.1:9500\"\n");
     EXPECT_TRUE(r.config) << all(r);
     expectWarningAt(r, "replica.1.http-listen = \"127.0.0.1:9500\" is also replica 0's", 9, 15);
 }

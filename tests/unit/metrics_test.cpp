@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "http/metrics.hpp"
+
+#include <gtest/gtest.h>
 
 using namespace prom::http;
 
@@ -28,7 +28,8 @@ TEST(Metrics, BucketsAreCumulativeAndEndWithInf) {
 TEST(Metrics, OpenMetricsNamesCounterFamiliesWithoutTotalAndEndsWithEof) {
     Snapshot s;
     std::string text = renderMetrics(s, Format::OpenMetrics);
-    EXPECT_NE(text.find("# TYPE prom_role_transitions counter\nprom_role_transitions_total 0\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("# TYPE prom_role_transitions counter\nprom_role_transitions_total 0\n"), std::string::npos)
+        << text;
     EXPECT_NE(text.find("# TYPE prom_build info\n"), std::string::npos) << text;
     EXPECT_TRUE(text.ends_with("# EOF\n"));
     std::string prom = renderMetrics(s, Format::Prometheus);
