@@ -5,6 +5,8 @@
 #include <getopt.h>
 #include <poll.h>
 #include <sdbus-c++/sdbus-c++.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -209,6 +211,26 @@ int verdict(const std::vector<Instance>& all, std::string& summary) {
     return summary = "active: " + clean(leader), 0;
 }
 
+// On a terminal the last column is cut to the window width, so that a long store error
+// (curl's messages run to 150 characters) does not wrap into the next rows; piped output
+// keeps the whole text for scripts and bug reports.
+std::string fitLastColumn(const std::string& text, std::size_t used) {
+    winsize ws{};
+    if (!isatty(STDOUT_FILENO) || ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) return text;
+    const std::size_t room = ws.ws_col > used + 8 ? ws.ws_col - used : 8;
+    auto isLead = [](char ch) { return (static_cast<unsigned char>(ch) & 0xc0) != 0x80; };  // not a UTF-8 continuation
+    std::size_t chars = 0;
+    for (char ch : text) chars += isLead(ch);
+    if (chars <= room) return text;
+    std::size_t keep = room - 3, seen = 0, i = 0;
+    for (; i < text.size(); ++i)
+        if (isLead(text[i]) && seen++ == keep) break;
+    return text.substr(0, i) + "...";
+}
+
+// Width of the columns before LAST-ERROR in the table below.
+constexpr std::size_t kFixedColumns = 10 + 12 + 10 + 8 + 8 + 6 + 6 + 19 + 8;
+
 int status(sdbus::IConnection& conn, Millis timeout) {
     auto all = instances(conn, timeout);
     if (all.empty()) {
@@ -231,7 +253,7 @@ int status(sdbus::IConnection& conn, Millis timeout) {
                     leader.c_str(), static_cast<unsigned long long>(i.get<std::uint64_t>("FencingToken")),
                     i.get<bool>("StoreHealthy") ? "ok" : "DOWN", i.get<bool>("Paused") ? "yes" : "no",
                     since(i.get<std::uint64_t>("LastTransitionUSec")).c_str(),
-                    clean(i.get<std::string>("LastError")).c_str());
+                    fitLastColumn(clean(i.get<std::string>("LastError")), kFixedColumns).c_str());
     }
     std::string summary;
     int code = verdict(all, summary);

@@ -2,11 +2,15 @@
 timeout, not the table; strings from daemons (and through them from the store) cannot reach
 the terminal as escape sequences; the exit status of status says whether there is exactly one
 active (0), none (3), the store is unreachable (4), or several actives (6)."""
+import fcntl
 import json
 import os
+import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
@@ -99,6 +103,30 @@ with Test("promctl") as t:
     fake("1", props("1", "active", "1"))
     code, out, err, took, raw = status()
     assert code == 6, code
+    # On a terminal a long LAST-ERROR is cut to the window; piped, it is kept whole.
+    long_error = "curl: (7) Failed to connect to 10.0.0.1 port 2379 after 1000 ms: Couldn't connect to server; " * 3
+    fake("1", props("1", "passive", "0", error=long_error))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
+    p = subprocess.Popen([promctl, "--bus", "session", "status"], env=env, stdout=slave, stderr=subprocess.DEVNULL)
+    p.wait(20)
+    os.close(slave)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tty += chunk
+    os.close(master)
+    lines = tty.decode().splitlines()
+    assert all(len(line) <= 140 for line in lines), [len(line) for line in lines]
+    assert any(line.endswith("...") for line in lines), lines
+    code, out, err, took, raw = status()
+    assert long_error.strip() in out, out
+
     # Bad --timeout is a usage error.
     r = subprocess.run([promctl, "--timeout", "soon", "status"], env=env, capture_output=True, text=True)
     assert r.returncode == 64 and "--timeout takes milliseconds" in r.stderr, r
