@@ -14,7 +14,7 @@ import termios
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import Test, log  # noqa: E402
+from harness import Test, log, wait_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"  # Debian's, with python3-dbus and python3-gi
@@ -132,4 +132,21 @@ with Test("promctl") as t:
     assert r.returncode == 64 and "--timeout takes milliseconds" in r.stderr, r
     for k in list(fakes):
         stop(k)
+
+    # The same with real daemons on real etcd: one active (exit 0), a frozen passive costs
+    # its row only, and with etcd gone status says so (exit 4) instead of exit 0.
+    os.environ["DBUS_SESSION_BUS_ADDRESS"] = env["DBUS_SESSION_BUS_ADDRESS"]
+    etcd = t.etcd(1)
+    c = t.cluster(etcd, replicas=2, bus="session")
+    c.start()
+    active = c.wait_one_active(10)
+    passive = next(i for i in c.ids if i != active)
+    wait_for(lambda: status()[0] == 0, 10, "promctl status exit 0 with real daemons")
+    c.signal(passive, signal.SIGSTOP)
+    code, out, err, took, raw = status("--timeout", "500")
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    assert code == 0 and took < 3 and "NO-REPLY" in rows[passive] and "active" in rows[active].split(), (code, took, out)
+    c.signal(passive, signal.SIGCONT)
+    etcd.kill(0)
+    wait_for(lambda: status()[0] == 4, 15, "promctl status exit 4 with etcd down")
     t.ok = True
