@@ -15,6 +15,8 @@
 #include "daemon/action_driver.hpp"
 #include "daemon/status_publisher.hpp"
 #include "daemon/store_driver.hpp"
+#include "http/server.hpp"
+#include "prom/version.hpp"
 #include "sd/event_loop.hpp"
 #include "sd/notifier.hpp"
 #include "store/etcd.hpp"
@@ -146,6 +148,11 @@ public:
             [this](bool healthy, const std::string& error) { m_status.storeHealth(healthy, error); });
         m_actionDriver = std::make_unique<daemon::ActionDriver>(
             m_runner, m_config, o.id, feed, [this](unsigned long long usec) { m_notifier.extendTimeout(usec); });
+        // Metrics (/metrics): store round trips and action runs.
+        m_storeDriver->observeLatency([this](core::Duration d) { m_counters.storeReply(std::chrono::duration<double>(d).count()); });
+        m_actionDriver->observe([] { return sd::EventLoop::now(); }, [this](const std::string& name, bool ok, core::Duration took) {
+            m_counters.actionFinished(name, ok, std::chrono::duration<double>(took).count());
+        });
     }
 
     int run() {
@@ -166,6 +173,7 @@ public:
         m_signals.push_back(m_loop.addSignal(SIGTERM, [this] { stop("SIGTERM"); }));
         m_signals.push_back(m_loop.addSignal(SIGINT, [this] { stop("SIGINT"); }));
         m_signals.push_back(m_loop.addSignal(SIGHUP, [this] { reload(); }));
+        startHttp();
         armWatchdog();
         mkdirs(m_runtimeDir);
         PersistedLease persisted = parseLeaseFile(readFile(leaseFile()));
@@ -202,6 +210,7 @@ private:
             m_api->update(r);
         };
         s.roleChanged = [this](const std::string& oldRole, const std::string& newRole, std::uint64_t token) {
+            ++m_counters.transitions;
             if (m_api) m_api->roleChanged(oldRole, newRole, token);
         };
         s.notify = [this](const std::string& line) { m_notifier.send(line); };
@@ -213,7 +222,40 @@ private:
         return s;
     }
 
+    // Health and metrics: optional for the HA role, so a failure to listen is only a warning.
+    void startHttp() {
+        const std::string& listen = m_config.settingsOf(m_options.id).httpListen;
+        if (listen.empty()) return;
+        m_httpServer = std::make_unique<http::Server>(m_loop, [this] { return snapshot(); });
+        if (auto r = m_httpServer->start(listen); !r) {
+            log::warning("http: " + r.error().message + "; /health, /active and /metrics are off for this run (set [http] listen or [replica." +
+                         m_options.id + "] http-listen)");
+            m_httpServer.reset();
+            return;
+        }
+        log::info("http: /health, /active and /metrics on " + listen);
+    }
+
+    http::Snapshot snapshot() const {
+        http::Snapshot s;
+        s.app = m_config.appName;
+        s.replica = m_options.id;
+        s.version = kVersion;
+        s.running = !m_stopping;
+        s.role = core::toString(m_election.role());
+        s.leader = m_election.leader();
+        s.fencingToken = static_cast<std::uint64_t>(m_election.token());
+        s.storeHealthy = m_storeDriver->healthy();
+        s.paused = m_election.paused();
+        if (m_election.role() == core::Role::Active)
+            if (auto deadline = m_election.deadline())
+                s.leaseRemainingSeconds = std::chrono::duration<double>(*deadline - sd::EventLoop::now()).count();
+        s.counters = m_counters;
+        return s;
+    }
+
     void stop(const char* why) {
+        m_stopping = true;
         log::notice(std::string("received ") + why + ", stopping");
         m_notifier.stopping();
         feed(core::StopRequest{});
@@ -356,6 +398,9 @@ private:
     sd::Source m_wake;
     std::deque<core::Event> m_pending;
     bool m_feeding = false;
+    bool m_stopping = false;
+    http::Counters m_counters;
+    std::unique_ptr<http::Server> m_httpServer;  // last: destroyed first, before the loop it uses
 };
 
 }  // namespace

@@ -38,9 +38,12 @@ template <class T>
 std::function<void(Result<T>)> StoreDriver::answer(std::string what, bool countsForHealth,
                                                    std::function<core::Event(const Error&)> onError,
                                                    std::function<core::Event(T&)> onValue) {
-    return [this, what = std::move(what), countsForHealth, onError = std::move(onError),
-            onValue = std::move(onValue)](Result<T> r) {
-        if (countsForHealth) record(r.ok(), r ? "" : r.error().message);
+    return [this, what = std::move(what), countsForHealth, onError = std::move(onError), onValue = std::move(onValue),
+            sent = m_now()](Result<T> r) {
+        if (countsForHealth) {
+            record(r.ok(), r ? "" : r.error().message);
+            if (m_latency) m_latency(m_now() - sent);
+        }
         if (!r) {
             log::warning(what + " failed: " + r.error().message);
             m_feed(onError(r.error()));

@@ -24,6 +24,9 @@ public:
     /** Starts the store request of a store effect; false when the effect is not one. */
     bool apply(const core::Effect& effect);
 
+    /** Called with the round trip of every lease and leader-key request (metrics). */
+    void observeLatency(std::function<void(Duration)> observer) { m_latency = std::move(observer); }
+
     bool healthy() const { return m_healthy; }
     const std::string& lastError() const { return m_lastError; }
     /** When the store last answered anything (success or error); epoch if never. */
@@ -42,6 +45,7 @@ private:
     Feed m_feed;
     Now m_now;
     HealthChanged m_healthChanged;
+    std::function<void(Duration)> m_latency;
     bool m_healthy = false;
     std::string m_lastError;
     TimePoint m_lastReply{};
