@@ -1,8 +1,12 @@
 #include "daemon.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <csignal>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <optional>
@@ -156,6 +160,13 @@ public:
     }
 
     int run() {
+        // One prom per replica id on this node: a second one (another config, a typo) must not
+        // take over the lease file or touch the running replica's keys.
+        mkdirs(m_runtimeDir);
+        if (auto held = lockReplica(); !held.empty()) {
+            log::error(held);
+            return 1;
+        }
         if (m_options.bus != "none") {
             // Startup order (STYLE.md): object registered first, the name requested last, so
             // that whoever sees the name finds the object.
@@ -175,7 +186,6 @@ public:
         m_signals.push_back(m_loop.addSignal(SIGHUP, [this] { reload(); }));
         startHttp();
         armWatchdog();
-        mkdirs(m_runtimeDir);
         PersistedLease persisted = parseLeaseFile(readFile(leaseFile()));
         const bool music = m_config.store.backend == config::Backend::Music;
         std::string previous;
@@ -194,6 +204,24 @@ public:
 
 private:
     std::string leaseFile() const { return m_runtimeDir + "/lease"; }
+
+    /** Takes $RUNTIME_DIRECTORY/lock for the life of the process; "" or why it cannot. */
+    std::string lockReplica() {
+        std::string path = m_runtimeDir + "/lock";
+        int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) return "cannot open " + path + ": " + std::strerror(errno);
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            std::string other = readFile(path);
+            close(fd);
+            return "replica " + m_options.id + " is already run by prom (pid " + (other.empty() ? "?" : other) + ", lock " + path +
+                   "): not starting a second one";
+        }
+        std::string pid = std::to_string(getpid()) + "\n";
+        if (ftruncate(fd, 0) != 0 || write(fd, pid.data(), pid.size()) != static_cast<ssize_t>(pid.size()))
+            log::warning("cannot write the pid to " + path);
+        m_lockFd = fd;  // released by the kernel when prom exits, however it exits
+        return "";
+    }
 
     daemon::StatusSinks statusSinks() {
         daemon::StatusSinks s;
@@ -399,6 +427,7 @@ private:
     std::deque<core::Event> m_pending;
     bool m_feeding = false;
     bool m_stopping = false;
+    int m_lockFd = -1;
     http::Counters m_counters;
     std::unique_ptr<http::Server> m_httpServer;  // last: destroyed first, before the loop it uses
 };
