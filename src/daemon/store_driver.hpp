@@ -39,6 +39,11 @@ private:
                                           std::function<core::Event(const Error&)> onError,
                                           std::function<core::Event(T&)> onValue);
     void record(bool ok, const std::string& error);
+    /** Logs a failure: the first of an outage at once, then a count every kLogEvery. */
+    void logFailure(const std::string& message);
+
+    /** During an outage identical failures are summarised this often (not ~4 lines a second). */
+    static constexpr Duration kLogEvery{10000};
 
     store::Store& m_store;
     std::string m_backend;
@@ -49,6 +54,10 @@ private:
     bool m_healthy = false;
     std::string m_lastError;
     TimePoint m_lastReply{};
+    std::uint64_t m_suppressed = 0;  ///< failures not logged since m_lastLogged
+    std::uint64_t m_outageFailures = 0;
+    TimePoint m_lastLogged{};
+    TimePoint m_outageSince{};
 };
 
 }  // namespace prom::daemon
