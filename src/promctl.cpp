@@ -11,11 +11,17 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
+
+#include "common/json.hpp"
+#include "config/config.hpp"
+#include "ctl/cluster_view.hpp"
 
 namespace {
 
@@ -101,7 +107,7 @@ std::string Instance::id() const {
 
 void usage(std::FILE* to) {
     std::fprintf(to,
-                 "Usage: promctl [--bus system|session] [--timeout MS] COMMAND\n"
+                 "Usage: promctl [-c CONFIG] [--json] [--bus system|session] [--timeout MS] COMMAND\n"
                  "\n"
                  "Commands:\n"
                  "  status              every prom replica daemon on this node: role, leader, token, store\n"
@@ -110,6 +116,9 @@ void usage(std::FILE* to) {
                  "  pause [REPLICA]     stop running actions and campaigning (maintenance)\n"
                  "  resume [REPLICA]    end a pause\n"
                  "\n"
+                 "With -c CONFIG (the replicas' prom.conf), status reads the store and lists every configured\n"
+                 "replica of the app, down ones included, from any node (--json for scripts), and switchover\n"
+                 "refuses a target that is down or unknown. switchover waits until the new active is there.\n"
                  "switchover and resign go to the local replica that is active. --timeout (default 2000)\n"
                  "bounds the wait for each daemon: a frozen one costs one row, not the table.\n"
                  "status exits 0 with exactly one active, 3 with none, 4 when the store is unreachable,\n"
@@ -261,6 +270,74 @@ int status(sdbus::IConnection& conn, Millis timeout) {
     return code;
 }
 
+/** Local daemons by replica id (for the LOCAL column); empty when there is no bus. */
+std::map<std::string, Instance> localInstances(const std::string& bus, Millis timeout, const std::string& app) {
+    std::map<std::string, Instance> out;
+    try {
+        auto conn = bus == "system" ? sdbus::createSystemBusConnection() : sdbus::createSessionBusConnection();
+        for (auto& i : instances(*conn, timeout))
+            if (!i.answered() || i.get<std::string>("AppName") == app) out[i.id()] = i;
+    } catch (const sdbus::Error&) {
+    }
+    return out;
+}
+
+/** promctl -c CONFIG status: every configured replica, from the store (promctl(1)). */
+int clusterStatus(const prom::config::Config& c, const std::string& bus, Millis timeout, bool asJson) {
+    auto view = prom::ctl::readCluster(c, prom::ctl::storePassword(c), timeout);
+    auto local = localInstances(bus, timeout, c.appName);
+    auto roleOf = [&](const std::string& id) -> std::string {
+        if (!view) return "?";
+        if (!view->up.count(id)) return "down";
+        return id == view->leader ? "active" : "passive";
+    };
+    int code = !view ? kExitStoreUnavailable : (view->leader.empty() || !view->up.count(view->leader)) ? kExitNoActive : 0;
+    if (asJson) {
+        using prom::json::quote;
+        std::string out = "{\"app\":" + quote(c.appName) + ",\"store\":" + quote(view ? "ok" : "unreachable");
+        if (!view) out += ",\"error\":" + quote(view.error().message);
+        else out += ",\"leader\":" + quote(view->leader) + ",\"token\":" + std::to_string(view->token);
+        out += ",\"replicas\":[";
+        for (std::size_t k = 0; k < c.replicas.size(); ++k) {
+            const auto& id = c.replicas[k];
+            out += std::string(k ? "," : "") + "{\"id\":" + quote(id) + ",\"role\":" + quote(roleOf(id));
+            if (auto it = local.find(id); it != local.end()) {
+                const Instance& i = it->second;
+                out += ",\"local\":{\"answered\":" + std::string(i.answered() ? "true" : "false");
+                if (i.answered())
+                    out += ",\"role\":" + quote(i.get<std::string>("Role")) + ",\"store_healthy\":" +
+                           (i.get<bool>("StoreHealthy") ? "true" : "false") + ",\"paused\":" + (i.get<bool>("Paused") ? "true" : "false") +
+                           ",\"last_error\":" + quote(i.get<std::string>("LastError"));
+                out += "}";
+            }
+            out += "}";
+        }
+        out += "],\"exit\":" + std::to_string(code) + "}";
+        std::printf("%s\n", out.c_str());
+        return code;
+    }
+    if (view)
+        std::printf("app %s, store %s, leader %s, token %lld\n", clean(c.appName).c_str(), clean(view->endpoint).c_str(),
+                    view->leader.empty() ? "none" : clean(view->leader).c_str(), static_cast<long long>(view->token));
+    else
+        std::printf("app %s, store unreachable: %s\n", clean(c.appName).c_str(), clean(view.error().message).c_str());
+    std::printf("%-10s %-8s %-12s %s\n", "REPLICA", "ROLE", "LOCAL-ROLE", "LAST-ERROR");
+    for (const auto& id : c.replicas) {
+        std::string localRole = "-", lastError;
+        if (auto it = local.find(id); it != local.end()) {
+            localRole = it->second.answered() ? clean(it->second.get<std::string>("Role")) : "NO-REPLY";
+            lastError = it->second.answered() ? clean(it->second.get<std::string>("LastError")) : clean(it->second.error);
+        }
+        std::printf("%-10s %-8s %-12s %s\n", clean(id).c_str(), roleOf(id).c_str(), localRole.c_str(),
+                    fitLastColumn(lastError, 32).c_str());
+    }
+    std::fprintf(code ? stderr : stdout, "%s\n",
+                 code == 0 ? ("active: " + clean(view->leader)).c_str()
+                 : code == kExitNoActive ? "no active replica"
+                                         : "the store is unreachable");
+    return code;
+}
+
 int exitCodeFor(const sdbus::Error& e) {
     const std::string& n = e.getName();
     if (n == "org.prom.Prom1.Error.InvalidArgs") return 2;
@@ -274,14 +351,22 @@ int exitCodeFor(const sdbus::Error& e) {
 
 int main(int argc, char** argv) {
     std::string bus = "system";
+    std::string configPath;
+    bool asJson = false;
     Millis timeout{2000};
     static const option longOptions[] = {{"bus", required_argument, nullptr, 'b'},
                                          {"timeout", required_argument, nullptr, 't'},
+                                         {"config", required_argument, nullptr, 'c'},
+                                         {"json", no_argument, nullptr, 'j'},
                                          {"help", no_argument, nullptr, 'h'},
                                          {nullptr, 0, nullptr, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "+h", longOptions, nullptr)) != -1) {
-        if (c == 'b') {
+    while ((c = getopt_long(argc, argv, "+hc:", longOptions, nullptr)) != -1) {
+        if (c == 'c') {
+            configPath = optarg;
+        } else if (c == 'j') {
+            asJson = true;
+        } else if (c == 'b') {
             bus = optarg;
         } else if (c == 't') {
             char* end = nullptr;
@@ -301,6 +386,31 @@ int main(int argc, char** argv) {
     std::string cmd = argv[optind];
     std::string arg = optind + 1 < argc ? argv[optind + 1] : "";
     if (optind + 2 < argc) return usage(stderr), 64;
+    std::optional<prom::config::Config> config;
+    if (!configPath.empty()) {
+        auto loaded = prom::config::load(configPath, "", prom::config::HostChecks::Skip);
+        for (const auto& d : loaded.diagnostics)
+            if (!loaded.config) std::fprintf(stderr, "%s\n", clean(d.format()).c_str());
+        if (!loaded.config) return 78;
+        config = std::move(*loaded.config);
+        if (cmd == "status") return clusterStatus(*config, bus, timeout, asJson);
+        if (cmd == "switchover" && !arg.empty()) {
+            if (std::find(config->replicas.begin(), config->replicas.end(), arg) == config->replicas.end()) {
+                std::fprintf(stderr, "promctl: %s is not a replica of %s\n", clean(arg).c_str(), clean(config->appName).c_str());
+                return 2;
+            }
+            auto view = prom::ctl::readCluster(*config, prom::ctl::storePassword(*config), timeout);
+            if (!view) {
+                std::fprintf(stderr, "promctl: the store is unreachable: %s\n", clean(view.error().message).c_str());
+                return kExitStoreUnavailable;
+            }
+            if (!view->up.count(arg)) {
+                std::fprintf(stderr, "promctl: replica %s is down (no member key in the store): not switching over to it\n",
+                             clean(arg).c_str());
+                return 2;
+            }
+        }
+    }
     try {
         auto conn = bus == "system" ? sdbus::createSystemBusConnection() : sdbus::createSessionBusConnection();
         if (cmd == "status") return status(*conn, timeout);
@@ -333,8 +443,49 @@ int main(int argc, char** argv) {
             return 1;
         }
         auto p = sdbus::createProxy(*conn, target->bus, kPath);
-        if (cmd == "switchover")
+        if (cmd == "switchover") {
+            const std::string from = target->id();
+            const std::uint64_t oldToken = target->get<std::uint64_t>("FencingToken");
+            const std::uint64_t started = monotonicUsec();
             p->callMethod("Switchover").onInterface(kInterface).withTimeout(timeout).withArguments(arg);
+            // Done means a new active exists, not that the old one let go: wait for it (the store
+            // when we have the config, else what the old active's daemon learns from its watch).
+            const std::uint64_t waitUsec = std::max<std::uint64_t>(15000000, static_cast<std::uint64_t>(timeout.count()) * 1000);
+            std::string to;
+            std::uint64_t token = 0;
+            while (monotonicUsec() - started < waitUsec) {
+                if (config) {
+                    if (auto view = prom::ctl::readCluster(*config, prom::ctl::storePassword(*config), timeout);
+                        view && !view->leader.empty() && view->leader != from && view->up.count(view->leader)) {
+                        to = view->leader;
+                        token = static_cast<std::uint64_t>(view->token);
+                    }
+                } else {
+                    for (const auto& i : instances(*conn, timeout))
+                        if (i.bus == target->bus && i.answered() && !i.get<std::string>("Leader").empty() &&
+                            i.get<std::string>("Leader") != from && i.get<std::uint64_t>("FencingToken") > oldToken) {
+                            to = i.get<std::string>("Leader");
+                            token = i.get<std::uint64_t>("FencingToken");
+                        }
+                }
+                if (!to.empty()) break;
+                usleep(100000);
+            }
+            double ms = static_cast<double>(monotonicUsec() - started) / 1000.0;
+            if (to.empty()) {
+                std::fprintf(stderr, "promctl: switchover: replica %s gave up the role but no replica became active within %.0f ms\n",
+                             clean(from).c_str(), ms);
+                return 1;
+            }
+            if (!arg.empty() && to != arg) {
+                std::fprintf(stderr, "promctl: switchover: %s -> %s (token %llu) in %.0f ms, not %s as asked\n", clean(from).c_str(),
+                             clean(to).c_str(), static_cast<unsigned long long>(token), ms, clean(arg).c_str());
+                return 1;
+            }
+            std::printf("%s -> %s (token %llu) in %.0f ms\n", clean(from).c_str(), clean(to).c_str(),
+                        static_cast<unsigned long long>(token), ms);
+            return 0;
+        }
         else if (cmd == "resign")
             p->callMethod("Resign").onInterface(kInterface).withTimeout(timeout);
         else
