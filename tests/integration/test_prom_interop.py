@@ -11,7 +11,10 @@ algorithm without Java) on one MUSIC store (the emulator, one location) and one 
 4. wall-clock skew, the documented limit of mixed clusters: a PROM replica whose clock is ahead
    by more than prom-timeout deposes a healthy prom active; one whose clock is behind replaces a
    crashed prom active only after timeout + skew. A released lock reference is never written back
-   by prom with isactive true.
+   by prom with isactive true;
+5. the migration in the order prom.conf(5) gives: a PROM passive replaced by prom in place (same
+   place in the queue, no role change), then the PROM active through a failover, then a node
+   crash in the all-prom cluster.
 The history (tests/tools/history_check.py) is checked after each part; only the skew case may
 overlap (it is the limit being shown)."""
 import http.client
@@ -208,3 +211,33 @@ with Test("prom-interop") as t:
     # (the crashed active last wrote its row up to one keepalive period, TIMEOUT / 3, before)
     assert took >= TIMEOUT + SKEW - 1.0, f"replaced after {took:.3f} s: the skew did not delay the takeover"
     c.check_history(allow_overlap=TIMEOUT)
+
+    # --- 5. the migration, in the documented order ---------------------------------------------
+    c.start("1")
+    time.sleep(TIMEOUT)
+    active = c.wait_one_active(TIMEOUT)
+    passive = next(i for i in PEER_IDS if i != active)
+    assert active in PEER_IDS, active
+    # a PROM passive replaced in place by prom: same id, same place in the queue, no role change
+    before = open(c.history).read()
+    stop(c, passive)
+    ref = music.state()["keyspaces"]["prom_itest"]["Replicas"]["rows"][passive]["lockref"]
+    c.start(passive)
+    time.sleep(1.5 * TIMEOUT)
+    assert c.actives() == [active] and open(c.history).read() == before, (c.actives(), open(c.history).read())
+    assert music.state()["keyspaces"]["prom_itest"]["Replicas"]["rows"][passive]["lockref"] == ref
+    # the PROM active last: its PROM, then at once its service; prom takes over, then replaces it
+    t0 = time.monotonic()
+    c.kill(active)
+    c.crash_replica(active)
+    new = c.wait_one_active(TIMEOUT + 3, exclude=(active,))
+    log(f"PROM {passive} (passive) replaced by prom in place; PROM {active} (active) stopped: prom {new} "
+        f"active after {time.monotonic() - t0:.3f} s")
+    c.start(active)
+    time.sleep(1.5 * TIMEOUT)
+    assert c.actives() == [new], c.actives()
+    # no PROM left: a node crash is a plain prom takeover
+    last, took = crash_and_time(c, new, TIMEOUT + 3)
+    log(f"all prom: node {new} crashed, {last} active after {took:.3f} s")
+    c.check_history(allow_overlap=TIMEOUT)
+    check_rows(music)
