@@ -14,7 +14,7 @@ algorithm without Java) on one MUSIC store (the emulator, one location) and one 
    by prom with isactive true;
 5. the migration in the order prom.conf(5) gives: a PROM passive replaced by prom in place (same
    place in the queue, no role change), then the PROM active through a failover, then a node
-   crash in the all-prom cluster.
+   crash and restarts of the active prom in the all-prom cluster.
 The history (tests/tools/history_check.py) is checked after each part; only the skew case may
 overlap (it is the limit being shown)."""
 import http.client
@@ -239,5 +239,16 @@ with Test("prom-interop") as t:
     # no PROM left: a node crash is a plain prom takeover
     last, took = crash_and_time(c, new, TIMEOUT + 3)
     log(f"all prom: node {new} crashed, {last} active after {took:.3f} s")
+    c.start(new)
+    time.sleep(TIMEOUT)
+    before = open(c.history).read()
+    for n in range(2):
+        c.kill(last)
+        time.sleep(0.3)
+        c.start(last)
+        time.sleep(1.5 * TIMEOUT)
+        assert c.actives() == [last], f"all prom, restart {n + 1}: actives {c.actives()}"
+    assert open(c.history).read() == before, "a role changed:\n" + open(c.history).read()[len(before):]
+    log(f"all prom: active prom {last} killed alone and relaunched twice: 0 role changes")
     c.check_history(allow_overlap=TIMEOUT)
     check_rows(music)
