@@ -8,6 +8,7 @@ algorithm without Java) on one MUSIC store (the emulator, one location) and one 
 3. kill -9 of an active prom alone, relaunched 0.3 s later with the same id and runtime
    directory, among PROM peers: no role change, and its row never looks dead (no heartbeat of 0
    while its lock reference heads the queue);
+3b. ensure-active exiting 1 (PROM's FAIL_RESTART): prom resigns to a PROM replica, PROM replicas release to prom;
 4. wall-clock skew, the documented limit of mixed clusters: a PROM replica whose clock is ahead
    by more than prom-timeout deposes a healthy prom active; one whose clock is behind replaces a
    crashed prom active only after timeout + skew. A released lock reference is never written back
@@ -170,6 +171,32 @@ with Test("prom-interop") as t:
     changes = open(c.history).read()[len(before):]
     assert not changes, "a role changed:\n" + changes
     log("prom 1 killed alone and relaunched 5 times among PROM peers 0 and 2: 0 role changes")
+    c.check_history()
+    check_rows(music)
+
+    # --- 3b. exit code 1 of ensure-active, on each kind -------------------------------------------
+    def fail(i, on):
+        path = os.path.join(c.dir, f"fail.{i}")
+        if on:
+            open(path, "w").close()
+        else:
+            os.unlink(path)
+
+    t0 = time.monotonic()
+    fail("1", True)  # prom gives up after retry-attempts failures: ensure-passive, then it releases
+    new = c.wait_one_active(TIMEOUT + 5, exclude=("1",))
+    log(f"ensure-active of prom 1 exits 1: it resigned, {kind(new)} {new} active after {time.monotonic() - t0:.3f} s")
+    assert new in PEER_IDS
+    fail("1", False)
+    t0 = time.monotonic()
+    for i in PEER_IDS:
+        fail(i, True)  # PROM gives up after no-of-retry-attempts failures: it releases its lock
+    wait_for(lambda: c.actives() == ["1"], TIMEOUT + 8, "prom 1 to be active")
+    log(f"ensure-active of both PROM replicas exits 1: prom 1 active after {time.monotonic() - t0:.3f} s")
+    for i in PEER_IDS:
+        fail(i, False)
+    time.sleep(TIMEOUT)
+    assert c.actives() == ["1"], c.actives()
     c.check_history()
     check_rows(music)
 
