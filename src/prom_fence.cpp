@@ -176,17 +176,21 @@ std::string ms(std::int64_t usec) {
     return buf;
 }
 
-bool armTimer(const std::string& id, std::uint64_t inUsec) {
-    // A timer held by PID 1: it fires even while prom is frozen, dead or failing to start.
-    // AccuracySec: the default (1 min) would let systemd coalesce it far past the deadline.
-    std::vector<std::string> argv = {"systemd-run",
-                                     "--quiet",
-                                     "--no-ask-password",
-                                     "--unit=prom-fence@" + id,
-                                     "--on-active=" + std::to_string(std::max<std::uint64_t>(inUsec, 1)) + "us",
-                                     "--timer-property=AccuracySec=1us",
-                                     "--timer-property=RemainAfterElapse=no"};
+/** Arms prom-fence@ID.timer for the deadline; false when the deadline passed or PID 1 refused. */
+bool armTimer(const std::string& id, std::uint64_t deadlineBoottimeUsec) {
     for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+        // Recomputed for every attempt: a failed one costs tens of ms that the timer must not add.
+        auto now = prom::sd::boottimeUsec();
+        if (now >= deadlineBoottimeUsec) return false;
+        // A timer held by PID 1: it fires even while prom is frozen, dead or failing to start.
+        // AccuracySec: the default (1 min) would let systemd coalesce it far past the deadline.
+        std::vector<std::string> argv = {"systemd-run",
+                                         "--quiet",
+                                         "--no-ask-password",
+                                         "--unit=prom-fence@" + id,
+                                         "--on-active=" + std::to_string(deadlineBoottimeUsec - now) + "us",
+                                         "--timer-property=AccuracySec=1us",
+                                         "--timer-property=RemainAfterElapse=no"};
         std::string why;
         int status = run(argv, {}, 10000, &why);
         if (status == 0) return true;
@@ -195,7 +199,6 @@ bool armTimer(const std::string& id, std::uint64_t inUsec) {
         // A timer armed by an earlier death of this prom (a restart that failed again): the newer
         // fence file supersedes it.
         run({"systemctl", "stop", "prom-fence@" + id + ".timer"}, {}, 10000, &why);
-        sleepMs(50);
     }
     return false;
 }
@@ -216,19 +219,19 @@ int arm(const std::string& id) {
     }
     mkdir(armedDir().c_str(), 0755);
     if (!prom::sd::writeFenceFile(armedPath(id), *r, &error)) say(error + ": the timer will find no fence");
-    auto now = static_cast<std::int64_t>(prom::sd::boottimeUsec());
-    auto left = static_cast<std::int64_t>(r->deadlineBoottimeUsec) - now;
+    auto left = [&] {
+        return static_cast<std::int64_t>(r->deadlineBoottimeUsec) - static_cast<std::int64_t>(prom::sd::boottimeUsec());
+    };
     std::string why = "prom@" + id + " ended (" + env("SERVICE_RESULT") + ", " + env("EXIT_CODE") + " " + env("EXIT_STATUS") +
                       ") while replica " + id + " may be active (token " + std::to_string(r->token) + ")";
-    if (left > 0) {
-        if (armTimer(id, static_cast<std::uint64_t>(left))) {
-            say(why + ": prom-fence@" + id + ".timer demotes it in " + ms(left) + " unless prom resumes first");
+    if (left() > 0) {
+        if (armTimer(id, r->deadlineBoottimeUsec)) {
+            say(why + ": prom-fence@" + id + ".timer demotes it in " + ms(left()) + " unless prom resumes first");
             return 0;
         }
-        say(why + ": could not arm a timer; demoting now, " + ms(left) + " early");
-    } else {
-        say(why + ": its deadline passed " + ms(-left) + " ago; demoting now");
+        if (left() > 0) say(why + ": could not arm a timer; demoting now, " + ms(left()) + " before the deadline");
     }
+    if (left() <= 0) say(why + "; demoting now, " + ms(-left()) + " after the deadline");
     if (!demote(*r)) return kExitFailed;
     forget(id, *r);
     return 0;
@@ -254,9 +257,11 @@ int demoteArmed(const std::string& id) {
         return 0;
     }
     auto late = static_cast<std::int64_t>(prom::sd::boottimeUsec()) - static_cast<std::int64_t>(armed->deadlineBoottimeUsec);
-    std::string trigger = env("MONITOR_UNIT").empty() ? "deadline" : env("MONITOR_UNIT") + " failed (" +
-                                                                        env("MONITOR_SERVICE_RESULT") + ")";
-    say("replica " + id + ": " + trigger + "; demoting " + (late >= 0 ? ms(late) + " after" : ms(-late) + " before") +
+    // systemd names what started us: TRIGGER_UNIT= (the timer) or MONITOR_UNIT= (OnFailure=).
+    std::string by = !env("TRIGGER_UNIT").empty() ? env("TRIGGER_UNIT")
+                     : !env("MONITOR_UNIT").empty() ? "OnFailure= of " + env("MONITOR_UNIT") + " (" + env("MONITOR_SERVICE_RESULT") + ")"
+                                                    : "a manual start";
+    say("replica " + id + ": started by " + by + "; demoting " + (late >= 0 ? ms(late) + " after" : ms(-late) + " before") +
         " the deadline");
     if (!demote(*armed)) return kExitFailed;
     forget(id, *armed);
