@@ -186,13 +186,13 @@ def scenario_freeze(c, count):
         if overlaps:
             froze_with_overlap += 1
             worst = max([worst] + [o[0] for o in overlaps])
-        outcomes.append("resumed" if now_active == act else "failed over")
+        outcomes.append("same" if now_active == act else "moved")
         log(f"freeze {n + 1}/{count}: prom@{act} stopped for {2 * TTL:.0f} s; watchdog fired: {watchdog}; "
             f"active now: {now_active}; fence: {timing or 'did not demote'}; "
             f"overlaps: {[(round(o[0], 3), o[1][0], o[2][0]) for o in overlaps]}")
     results.append((f"freeze x{count} (kill -STOP {2 * TTL:.0f} s, TTL {TTL:.0f} s)", froze_with_overlap == 0,
                     f"{froze_with_overlap}/{count} with overlap, worst {worst:.3f} s; afterwards "
-                    f"{outcomes.count('resumed')} resumed, {outcomes.count('failed over')} failed over; "
+                    f"the frozen replica active again {outcomes.count('same')}x, the peer {outcomes.count('moved')}x; "
                     f"fence demotions: {len(timings)}"))
 
 

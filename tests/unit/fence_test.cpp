@@ -11,6 +11,7 @@
 
 #include "sd/fence.hpp"
 #include "sd/fence_file.hpp"
+#include "sd/notifier.hpp"
 
 using namespace prom;
 using namespace std::chrono_literals;
@@ -299,4 +300,17 @@ TEST_F(FenceOnDisk, DemoteKillsAnActionAtItsTimeout) {
     auto t0 = sd::monotonicUsec();
     EXPECT_EQ(promFence({"demote", "1"}), 1);
     EXPECT_LT(sd::monotonicUsec() - t0, 3000000u);
+}
+
+TEST(FenceWatchdog, FitsHalfOfTtlMinusMarginWithinTheUnitsBound) {
+    // TTL 5 s, margin 1.25 s: 1.875 s, under the unit's 2 s.
+    EXPECT_EQ(sd::Notifier::watchdogUsecFor(5000ms, 1250ms, 2000000), 1875000u);
+    // TTL 2 s, margin 0.75 s: 625 ms.
+    EXPECT_EQ(sd::Notifier::watchdogUsecFor(2000ms, 750ms, 2000000), 625000u);
+    // A long lease never lengthens the unit's watchdog.
+    EXPECT_EQ(sd::Notifier::watchdogUsecFor(30000ms, 1250ms, 2000000), 2000000u);
+    // Never below 200 ms, however tight the margin.
+    EXPECT_EQ(sd::Notifier::watchdogUsecFor(1000ms, 950ms, 2000000), 200000u);
+    // No watchdog in the unit: none at all.
+    EXPECT_EQ(sd::Notifier::watchdogUsecFor(5000ms, 1250ms, 0), 0u);
 }
