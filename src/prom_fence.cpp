@@ -211,8 +211,11 @@ int arm(const std::string& id) {
         say(error + ": cannot fence replica " + id);
         return kExitData;
     }
-    // prom exits 0 only after ensure-passive finished (a stop): nothing left to fence.
-    if (env("EXIT_CODE") == "exited" && env("EXIT_STATUS") == "0") {
+    // prom exits 0 only after a stop, having run ensure-passive if it held the role. Only this
+    // run's own fence is settled by that: a run that was stopped before it settled (restarted
+    // after a crash, never resumed) did not touch the replica its predecessor left active.
+    if (env("EXIT_CODE") == "exited" && env("EXIT_STATUS") == "0" && !r->invocation.empty() &&
+        r->invocation == env("INVOCATION_ID")) {
         unlink(livePath(id).c_str());
         unlink(armedPath(id).c_str());
         return 0;

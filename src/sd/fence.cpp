@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/log.hpp"
@@ -26,6 +27,8 @@ std::optional<FenceRecord> Fence::recordFor(const Settings& s, core::TimePoint d
     r.app = s.app;
     r.token = token;
     r.timeoutMs = static_cast<std::uint64_t>(std::max<std::int64_t>(s.actionTimeout.count(), 1));
+    // Set by systemd for every process of one start of prom@ID, ExecStopPost= included.
+    if (const char* inv = std::getenv("INVOCATION_ID")) r.invocation = inv;
     std::int64_t monoUsec = std::chrono::duration_cast<std::chrono::microseconds>(deadline.time_since_epoch()).count();
     r.deadlineBoottimeUsec = static_cast<std::uint64_t>(std::max<std::int64_t>(monoUsec + boottimeMinusMonotonicUsec, 0));
     switch (ensurePassive.kind) {

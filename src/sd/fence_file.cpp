@@ -96,6 +96,7 @@ std::string formatFence(const FenceRecord& r) {
     out << "deadline-boottime-usec " << r.deadlineBoottimeUsec << "\n";
     out << "token " << r.token << "\n";
     out << "timeout-ms " << r.timeoutMs << "\n";
+    if (!r.invocation.empty()) out << "invocation " << escape(r.invocation) << "\n";
     out << "action " << kindName(r.action.kind) << "\n";
     for (const auto& a : r.action.args) out << "arg " << escape(a) << "\n";
     for (const auto& [k, v] : r.env) out << "env " << escape(k + "=" + v) << "\n";
@@ -144,6 +145,8 @@ std::optional<FenceRecord> parseFence(const std::string& text, std::string* erro
             auto v = parseUnsigned(*value);
             if (!v || *v == 0 || *v > 24ull * 3600 * 1000) return bad(where + "not a timeout");
             r.timeoutMs = *v;
+        } else if (key == "invocation") {
+            r.invocation = *value;
         } else if (key == "action") {
             if (*value == "shell") r.action.kind = FenceAction::Kind::Shell;
             else if (*value == "exec") r.action.kind = FenceAction::Kind::Exec;

@@ -31,6 +31,9 @@ struct FenceRecord {
     FenceAction action;
     std::map<std::string, std::string> env;
     std::uint64_t timeoutMs = 30000;  ///< one run of the action
+    /** $INVOCATION_ID of the prom that wrote it ("" outside systemd): a clean exit of that very
+     *  run means it demoted itself; a clean exit of a later run that never settled does not. */
+    std::string invocation;
     bool operator==(const FenceRecord&) const = default;
 };
 

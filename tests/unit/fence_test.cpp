@@ -28,6 +28,7 @@ sd::FenceRecord sample() {
     r.action = {sd::FenceAction::Kind::Exec, {"/usr/lib/votingapp/ensure", "1", "pass\\ive\nwith newline\tand tab"}};
     r.env = {{"PROM_ROLE", "demoting"}, {"PROM_LEADER", ""}, {"WEIRD", "a=b\\c\r\n"}};
     r.timeoutMs = 1500;
+    r.invocation = "0123456789abcdef0123456789abcdef";
     return r;
 }
 
@@ -154,6 +155,7 @@ TEST_F(FenceOnDisk, ReadingAnAbsentFileIsNoErrorButAGarbledOneIs) {
 }
 
 TEST_F(FenceOnDisk, ActiveReplicaWritesDeadlineOnBoottimeTokenAndResolvedEnsurePassive) {
+    setenv("INVOCATION_ID", "feedface", 1);
     sd::Fence fence(settings());
     auto deadline = core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3750));
     auto before = sd::boottimeUsec();
@@ -170,6 +172,8 @@ TEST_F(FenceOnDisk, ActiveReplicaWritesDeadlineOnBoottimeTokenAndResolvedEnsureP
     EXPECT_EQ(r->env.at("PROM_APP"), "votingapp");
     EXPECT_EQ(r->env.at("PROM_FENCE"), "1");
     EXPECT_EQ(r->timeoutMs, 2000u);
+    EXPECT_EQ(r->invocation, "feedface");
+    unsetenv("INVOCATION_ID");
 }
 
 TEST_F(FenceOnDisk, EveryRenewedDeadlineIsWrittenAndAnUnchangedOneIsNot) {
@@ -249,11 +253,28 @@ TEST_F(FenceOnDisk, ArmAfterTheDeadlineDemotesAtOnceWithTheSavedEnvironment) {
     EXPECT_FALSE(fs::exists(live()));
 }
 
-TEST_F(FenceOnDisk, ArmAfterACleanExitForgetsTheFence) {
-    ASSERT_TRUE(sd::writeFenceFile(live(), scriptFence(-100000)));
-    EXPECT_EQ(promFence({"arm", "1"}, {{"SERVICE_RESULT", "success"}, {"EXIT_CODE", "exited"}, {"EXIT_STATUS", "0"}}), 0);
+TEST_F(FenceOnDisk, ArmAfterACleanExitOfTheRunThatWroteTheFenceForgetsIt) {
+    auto r = scriptFence(-100000);
+    r.invocation = "aaaa";
+    ASSERT_TRUE(sd::writeFenceFile(live(), r));
+    EXPECT_EQ(promFence({"arm", "1"}, {{"SERVICE_RESULT", "success"}, {"EXIT_CODE", "exited"}, {"EXIT_STATUS", "0"},
+                                       {"INVOCATION_ID", "aaaa"}}),
+              0);
     EXPECT_FALSE(fs::exists(m_dir + "/demoted"));
     EXPECT_FALSE(fs::exists(live()));
+}
+
+TEST_F(FenceOnDisk, ArmAfterACleanExitOfALaterRunStillDemotes) {
+    // prom crashed while active (invocation aaaa); its restart (bbbb) was stopped before it
+    // settled, so it never ran ensure-passive: the replica may still be active.
+    auto r = scriptFence(-100000);
+    r.invocation = "aaaa";
+    ASSERT_TRUE(sd::writeFenceFile(live(), r));
+    EXPECT_EQ(promFence({"arm", "1"}, {{"SERVICE_RESULT", "success"}, {"EXIT_CODE", "exited"}, {"EXIT_STATUS", "0"},
+                                       {"INVOCATION_ID", "bbbb"}}),
+              0)
+        << slurp(m_dir + "/stderr");
+    EXPECT_EQ(slurp(m_dir + "/demoted"), "demoting 7 1\n");
 }
 
 TEST_F(FenceOnDisk, ArmRefusesAGarbledFenceFile) {
