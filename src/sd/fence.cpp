@@ -12,6 +12,7 @@ namespace prom::sd {
 namespace {
 
 bool removeFile(const std::string& path) {
+    if (path.empty()) return true;
     if (unlink(path.c_str()) == 0 || errno == ENOENT) return true;
     log::warning("fence: cannot remove " + path + ": " + std::strerror(errno));
     return false;
@@ -44,6 +45,12 @@ std::optional<FenceRecord> Fence::recordFor(const Settings& s, core::TimePoint d
              {"PROM_LEADER", leader},      {"PROM_FENCING_TOKEN", std::to_string(token)}, {"PROM_PEER_ID", ""},
              {"PROM_FENCE", "1"}};
     return r;
+}
+
+std::string Fence::armedPathFor(const std::string& id) {
+    // systemd sets INVOCATION_ID for every process it starts; prom-fence only runs under it.
+    if (!std::getenv("INVOCATION_ID")) return "";
+    return std::string(kArmedDirectory) + "/" + id;
 }
 
 void Fence::clear() {

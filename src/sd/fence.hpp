@@ -19,7 +19,7 @@ class Fence {
 public:
     struct Settings {
         std::string livePath;   ///< $RUNTIME_DIRECTORY/fence
-        std::string armedPath;  ///< kArmedDirectory/ID: prom-fence's armed copy, cancelled by prom
+        std::string armedPath;  ///< armedPathFor(ID): prom-fence's armed copy, cancelled by prom; "" = none
         std::string replica;
         std::string app;
         std::chrono::milliseconds actionTimeout{30000};
@@ -32,6 +32,11 @@ public:
      *  file when anything in it changed, and cancels a copy armed while prom was down. */
     void update(core::Role role, std::optional<core::TimePoint> deadline, std::int64_t token, const std::string& leader,
                 const config::Action& ensurePassive);
+
+    /** Where prom-fence arms its copy for replica id: kArmedDirectory/ID under systemd, "" (no
+     *  copy to cancel) outside it, so that a prom run by hand or by a test never cancels the
+     *  fence of the prom@ID.service on the same host. */
+    static std::string armedPathFor(const std::string& id);
 
     /** What the fence file says now, nullopt when there is none (for tests and logs). */
     const std::optional<FenceRecord>& written() const { return m_written; }

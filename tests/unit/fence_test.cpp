@@ -221,6 +221,14 @@ TEST_F(FenceOnDisk, ResumedActiveCancelsTheCopyArmedWhilePromWasDown) {
     EXPECT_EQ(sd::readFenceFile(live())->token, 42);
 }
 
+TEST(FenceArmedPath, OnlyUnderSystemdSoThatAPromRunByHandNeverCancelsTheServicesFence) {
+    unsetenv("INVOCATION_ID");
+    EXPECT_EQ(sd::Fence::armedPathFor("0"), "");
+    setenv("INVOCATION_ID", "0123", 1);
+    EXPECT_EQ(sd::Fence::armedPathFor("0"), "/run/prom-fence/0");
+    unsetenv("INVOCATION_ID");
+}
+
 TEST_F(FenceOnDisk, DemotingWithoutADeadlineKeepsTheLastOne) {
     sd::Fence fence(settings());
     fence.update(core::Role::Active, core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000)), 9, "1", shell("s"));
