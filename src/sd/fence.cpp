@@ -74,6 +74,9 @@ void Fence::update(core::Role role, std::optional<core::TimePoint> deadline, std
     }
     // Without a deadline (the lease was abandoned while demoting) the last written one stands.
     if (!deadline) return;
+    // Demoting and stopping only keep a fence this run set up while it held the role: a passive
+    // that is being stopped has a lease and a deadline too, but no replica to fence.
+    if ((role == core::Role::Demoting || role == core::Role::Stopping) && !m_written) return;
     auto offset = static_cast<std::int64_t>(boottimeUsec()) - static_cast<std::int64_t>(monotonicUsec());
     auto r = recordFor(m_s, *deadline, token, leader, ensurePassive, offset);
     if (!r) {

@@ -28,8 +28,9 @@ public:
 
     /** Call after every batch of election events. Starting: leaves a previous run's file alone
      *  (prom-fence armed it; it stays valid until this run knows better). Passive: removes the
-     *  file and the armed copy. Promoting/Active/Demoting/Stopping with a deadline: writes the
-     *  file when anything in it changed, and cancels a copy armed while prom was down. */
+     *  file and the armed copy. Promoting/Active with a deadline: writes the file when anything
+     *  in it changed, and cancels a copy armed while prom was down; Demoting/Stopping: the same,
+     *  but only for a fence this run set up (a passive being stopped fences nothing). */
     void update(core::Role role, std::optional<core::TimePoint> deadline, std::int64_t token, const std::string& leader,
                 const config::Action& ensurePassive);
 

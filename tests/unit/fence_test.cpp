@@ -202,6 +202,23 @@ TEST_F(FenceOnDisk, PassiveRemovesTheFileAndTheArmedCopy) {
     EXPECT_FALSE(fence.written());
 }
 
+TEST_F(FenceOnDisk, APassiveBeingStoppedWritesNoFence) {
+    sd::Fence fence(settings());
+    auto d = core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000));
+    fence.update(core::Role::Passive, d, 9, "0", shell("stop"));
+    fence.update(core::Role::Stopping, d, 9, "0", shell("stop"));
+    EXPECT_FALSE(fs::exists(live()));
+}
+
+TEST_F(FenceOnDisk, AnActiveBeingStoppedKeepsItsFenceUntilItExits) {
+    sd::Fence fence(settings());
+    auto d = core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000));
+    fence.update(core::Role::Active, d, 9, "1", shell("stop"));
+    fence.update(core::Role::Stopping, d + 500ms, 9, "1", shell("stop"));
+    ASSERT_TRUE(fs::exists(live()));
+    EXPECT_EQ(sd::readFenceFile(live())->deadlineBoottimeUsec, fence.written()->deadlineBoottimeUsec);
+}
+
 TEST_F(FenceOnDisk, StartingLeavesThePreviousRunsFenceInPlace) {
     ASSERT_TRUE(sd::writeFenceFile(live(), sample()));
     ASSERT_TRUE(sd::writeFenceFile(armed(), sample()));
