@@ -10,7 +10,8 @@ Scenarios, each on the replica that is active at the time:
   freeze   kill -STOP of the active's prom for 2 x TTL, then kill -CONT: 0 overlap, and then
            exactly one active (--freezes N repeats it at random keepalive phases).
   broken   the config made invalid, then kill -9 of the active's prom (it cannot start again):
-           its demo is stopped before the peer's demo starts. Run twice, once per replica.
+           its demo is stopped before the peer's demo starts. Run twice, once per replica: the
+           second time /usr/bin/prom is made unexecutable instead.
 Exits non-zero if any scenario saw an overlap or a role change where none may be; prints the
 figures of every scenario first."""
 import argparse
@@ -196,12 +197,17 @@ def scenario_freeze(c, count):
                     f"fence demotions: {len(timings)}"))
 
 
-def scenario_broken(c):
+def scenario_broken(c, how):
+    """how: "config" (made invalid: ExecStartPre= --check-config fails) or "binary" (prom not
+    executable: every Exec of prom fails with 203/EXEC; prom-fence is a separate binary)."""
     act = settle(c)
     peer = "1" if act == "0" else "0"
     good = open(c.path("/etc/prom/prom.conf")).read()
-    c.write("/etc/prom/prom.conf", good + "\n[election\nthis is not TOML\n")
-    assert c.run("prom", "--check-config", "--id", act, check=False).returncode == 78
+    if how == "config":
+        c.write("/etc/prom/prom.conf", good + "\n[election\nthis is not TOML\n")
+        assert c.run("prom", "--check-config", "--id", act, check=False).returncode == 78
+    else:
+        c.run("chmod", "a-x", "/usr/bin/prom")
     t0 = time.time()
     c.run("kill", "-9", c.show(f"prom@{act}", "MainPID"))
     wait_for(lambda: role(c, peer) == "active" and demo_active(c, peer), 30, f"replica {peer} to take over", step=0.1)
@@ -213,6 +219,7 @@ def scenario_broken(c):
                       "--grep", "prom-fence").strip()
     # Restore and let the replica rejoin; an overlap still running is then closed by prom itself.
     c.write("/etc/prom/prom.conf", good)
+    c.run("chmod", "a+x", "/usr/bin/prom")
     c.run("systemctl", "reset-failed", f"prom@{act}", check=False)
     c.run("systemctl", "restart", f"prom@{act}")
     settle(c)
@@ -226,14 +233,15 @@ def scenario_broken(c):
             start = float(t)
     gap = (start - stop) if (start and stop) else None
     worst = max((o[0] for o in overlaps), default=0.0)
-    log(f"broken: prom@{act} killed -9 with an invalid config ({state}); replica {peer} took over after {took:.2f} s; "
+    log(f"broken: prom@{act} killed -9 with {'an invalid config' if how == 'config' else 'its binary not executable'} ({state}); replica {peer} took over after {took:.2f} s; "
         f"demo@{act} still running then: {stuck}; demo@{act} stop -> demo@{peer} start: "
         f"{'%.3f s' % gap if gap is not None else 'no stop'}; overlaps: {[(round(o[0], 3), o[1][0], o[2][0]) for o in overlaps]}")
     log(f"broken: fence: {fence or '(never ran)'}")
     ok = not overlaps and not stuck and gap is not None and gap > 0
     kinds = "script actions" if act == "0" else "unit actions"
     timing = fence_timing(c, f"prom-fence@{act}", t0) + fence_timing(c, f"prom@{act}", t0)
-    results.append((f"broken config + kill -9 ({kinds}, TTL {TTL:.0f} s)", ok,
+    what = "invalid config" if how == "config" else "prom not executable"
+    results.append((f"kill -9, {what} ({kinds}, TTL {TTL:.0f} s)", ok,
                     f"{len(overlaps)} overlaps, worst {worst:.3f} s; stop->start gap "
                     f"{'%.3f s' % gap if gap is not None else 'none'}; prom@{act} {state}; fence: {timing or 'did not demote'}"))
 
@@ -257,8 +265,8 @@ with Container(a.build, "promfence", keep=a.keep) as c:
     if "freeze" in only:
         scenario_freeze(c, a.freezes)
     if "broken" in only:
-        scenario_broken(c)
-        scenario_broken(c)
+        scenario_broken(c, "config")
+        scenario_broken(c, "binary")
     checker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "history_check.py")
     verdict = subprocess.run([sys.executable, checker, c.path(HISTORY)], capture_output=True, text=True)
     log("history_check.py: " + verdict.stdout.strip().replace("\n", "; "))
