@@ -12,6 +12,7 @@
 #include "common/log.hpp"
 #include "core/election.hpp"
 #include "sd/event_loop.hpp"
+#include "sd/fence.hpp"
 #include "sd/notifier.hpp"
 #include "store/etcd.hpp"
 #include "store/music.hpp"
@@ -88,7 +89,9 @@ public:
                                             m_config.store.keyFile}),
           m_runner(m_loop),
           m_election(paramsFor(m_config, o.id, o.startPassive)),
-          m_runtimeDir(runtimeDirectory(o.id)) {
+          m_runtimeDir(runtimeDirectory(o.id)),
+          m_fence({m_runtimeDir + "/fence", sd::Fence::armedPathFor(o.id), o.id, m_config.appName,
+                   m_config.actions.timeout}) {
         if (m_config.store.backend == config::Backend::Music) {
             store::MusicSettings ms;
             for (const auto& l : m_config.store.endpoints) ms.locations.push_back(store::musicBaseUrl(l, m_config.store.musicVersion));
@@ -137,6 +140,8 @@ public:
         m_signals.push_back(m_loop.addSignal(SIGTERM, [this] { stop("SIGTERM"); }));
         m_signals.push_back(m_loop.addSignal(SIGINT, [this] { stop("SIGINT"); }));
         m_signals.push_back(m_loop.addSignal(SIGHUP, [this] { reload(); }));
+        m_notifier.fitWatchdog(core::Duration(config::leaseTtlSeconds(m_config.election) * 1000),
+                               m_config.election.demoteMargin);
         armWatchdog();
         mkdirs(m_runtimeDir);
         std::int64_t persisted = json::parseInt(readFile(leaseFile())).value_or(0);
@@ -257,7 +262,12 @@ private:
         while (!m_pending.empty()) {
             core::Event e = std::move(m_pending.front());
             m_pending.pop_front();
-            for (auto& effect : m_election.handle(sd::EventLoop::now(), e)) apply(effect);
+            auto effects = m_election.handle(sd::EventLoop::now(), e);
+            // The fence (prom(8), FENCE) follows role and deadline before any effect runs, so it
+            // already covers an ensure-active that is about to start.
+            m_fence.update(m_election.role(), m_election.deadline(), m_election.token(), m_election.leader(),
+                           m_config.settingsOf(m_options.id).ensurePassive);
+            for (auto& effect : effects) apply(effect);
         }
         m_feeding = false;
         publishState();
@@ -451,6 +461,7 @@ private:
     core::Election m_election;
     sd::Notifier m_notifier;
     std::string m_runtimeDir;
+    sd::Fence m_fence;
     std::vector<sd::Source> m_signals;
     std::unique_ptr<api::BusConnection> m_bus;
     std::unique_ptr<api::DbusReplica> m_api;
