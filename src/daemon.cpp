@@ -22,6 +22,7 @@
 #include "http/server.hpp"
 #include "prom/version.hpp"
 #include "sd/event_loop.hpp"
+#include "sd/fence.hpp"
 #include "sd/notifier.hpp"
 #include "store/etcd.hpp"
 #include "store/music.hpp"
@@ -116,6 +117,7 @@ public:
           m_runner(m_loop),
           m_election(paramsFor(m_config, o.id, o.startPassive)),
           m_runtimeDir(runtimeDirectory(o.id)),
+          m_fence({m_runtimeDir + "/fence", sd::Fence::armedPathFor(o.id), o.id, m_config.appName, m_config.actions.timeout}),
           m_status(statusSinks()) {
         const bool music = m_config.store.backend == config::Backend::Music;
         if (music) {
@@ -185,6 +187,7 @@ public:
         m_signals.push_back(m_loop.addSignal(SIGINT, [this] { stop("SIGINT"); }));
         m_signals.push_back(m_loop.addSignal(SIGHUP, [this] { reload(); }));
         startHttp();
+        m_notifier.fitWatchdog(core::Duration(config::leaseTtlSeconds(m_config.election) * 1000), m_config.election.demoteMargin);
         armWatchdog();
         PersistedLease persisted = parseLeaseFile(readFile(leaseFile()));
         const bool music = m_config.store.backend == config::Backend::Music;
@@ -372,7 +375,12 @@ private:
         while (!m_pending.empty()) {
             core::Event e = std::move(m_pending.front());
             m_pending.pop_front();
-            for (auto& effect : m_election.handle(sd::EventLoop::now(), e)) apply(effect);
+            auto effects = m_election.handle(sd::EventLoop::now(), e);
+            // The fence (prom(8), FENCE) follows role and deadline before any effect runs, so it
+            // already covers an ensure-active that is about to start.
+            m_fence.update(m_election.role(), m_election.deadline(), m_election.token(), m_election.leader(),
+                           m_config.settingsOf(m_options.id).ensurePassive);
+            for (auto& effect : effects) apply(effect);
         }
         m_feeding = false;
         m_status.refresh(m_election);
@@ -415,6 +423,7 @@ private:
     core::Election m_election;
     sd::Notifier m_notifier;
     std::string m_runtimeDir;
+    sd::Fence m_fence;
     daemon::StatusPublisher m_status;
     std::unique_ptr<daemon::StoreDriver> m_storeDriver;
     std::unique_ptr<daemon::ActionDriver> m_actionDriver;
