@@ -199,7 +199,7 @@ void Election::evaluateOwnership() {
     if (!lease || m_leader.holder != m_p.self || m_leader.lease != lease) return;
     // A key this replica resigned stays resigned: a watch event older than the delete (its
     // handover mark, say) may arrive after ResignDone.
-    if (m_leader.createRevision <= m_resignedToken) return;
+    if (m_resignedToken && m_leader.createRevision <= *m_resignedToken) return;
     // The leader key is ours, on our live lease: either prom restarted while active (resume
     // without failover) or a campaign whose reply was lost (or not yet seen) did commit.
     m_leadership = Leading{m_leader.createRevision, lease};
@@ -483,7 +483,7 @@ void Election::on(const ActionFinished& f) {
 void Election::on(const ResignDone& e) {
     auto* h = std::get_if<HandingOver>(&m_leadership);
     if (!h || stale(e.req, h->req)) return;
-    m_resignedToken = std::max(m_resignedToken, h->token);
+    m_resignedToken = std::max(m_resignedToken.value_or(h->token), h->token);
     m_leadership = NotLeader{};
     m_noCampaignUntil = m_now + m_p.resignCooldown;
     // The key is gone (or was no longer ours): the watch may report the delete after this

@@ -845,3 +845,12 @@ TEST(Stop, WhileDemotingLetsEnsurePassiveFinishBeforeExiting) {
     s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
     EXPECT_NE(s.findSinceMark<Exit>(), nullptr);
 }
+
+TEST(FencingToken, AKeyWithTokenZeroFoundOnOurLeaseIsOurs) {
+    // MUSIC: the replica learns it heads the lock queue (token 0) from a read, not a campaign.
+    Sim s;
+    s.toPassive();
+    s.feed(WatchEvent{{true, "0", kLease, 0, {}}, 5});
+    EXPECT_TRUE(s.e().holdsLeadership());
+    EXPECT_EQ(s.e().role(), Role::Promoting);
+}
