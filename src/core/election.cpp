@@ -197,6 +197,9 @@ void Election::evaluateOwnership() {
     if (heldToken() || !m_leaderKnown || !m_leader.exists || m_stopping) return;
     std::int64_t lease = currentLease();
     if (!lease || m_leader.holder != m_p.self || m_leader.lease != lease) return;
+    // Only on a lease still fresh by our own clock: past the deadline the store may already
+    // have expired it and a peer may be starting (seed 1000509702).
+    if (auto d = deadline(); !d || m_now >= *d) return;
     // A key this replica resigned stays resigned: a watch event older than the delete (its
     // handover mark, say) may arrive after ResignDone.
     if (m_resignedToken && m_leader.createRevision <= *m_resignedToken) return;

@@ -33,7 +33,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(FoundSeed{24, "old core: lease revoked at the deadline before ensure-passive finished"},
                       FoundSeed{1, "old core: one-way loss at the deadline, revoke freed the key early"},
                       FoundSeed{6231, "late handover mark re-promoted the replica that had resigned"},
-                      FoundSeed{4388, "prom dead past its deadline during a partition: fenced by PID 1"}),
+                      FoundSeed{4388, "prom dead past its deadline during a partition: fenced by PID 1"},
+                      FoundSeed{1000173446, "prom killed twice while demoting: the fence stays armed until a resume"},
+                      FoundSeed{1000509702, "key found ours by a read on a lease past its deadline"}),
     [](const auto& info) { return "Seed" + std::to_string(info.param.seed); });
 
 TEST(Simulator, WithoutThePid1FenceFindsTheOverlapPromAloneCannotPrevent) {
