@@ -54,7 +54,7 @@ try:
 
     ctl = os.path.join(out, "control")
     subprocess.run(["dpkg-deb", "-e", deb, ctl], check=True)
-    for script in ("postinst", "prerm", "postrm"):
+    for script in ("preinst", "postinst", "prerm", "postrm"):
         p = os.path.join(ctl, script)
         if not os.access(p, os.X_OK):
             failures.append(f"no executable {script}")
