@@ -2,7 +2,8 @@
 directory, as scripts/test and the system tier do, and runs lintian on both. Any lintian error
 fails; warnings are printed and fail too unless listed in ACCEPTED_WARNINGS with the reason.
 Also checks what lintian does not: the maintainer scripts an admin expects, the dependencies,
-and that the shipped binaries carry no debug information while the .ddeb does."""
+that the shipped binaries carry no debug information while the .ddeb does, and that
+`mandoc -Tlint` is silent on the man pages."""
 import argparse
 import os
 import shutil
@@ -79,6 +80,17 @@ try:
             failures.append(f"no debug file {debug} for {binary} in the .ddeb")
         elif ".debug_info" not in subprocess.run(["readelf", "-S", "-W", debug], capture_output=True, text=True).stdout:
             failures.append(f"{debug} holds no .debug_info")
+
+    # The man pages as written (lintian checks the compressed copies less strictly): mandoc's
+    # lint, style included, has nothing to say about them.
+    man = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "man")
+    if shutil.which("mandoc"):
+        for page in sorted(os.listdir(man)):
+            r = subprocess.run(["mandoc", "-Tlint", os.path.join(man, page)], capture_output=True, text=True)
+            if r.stdout or r.stderr:
+                failures.append(f"mandoc -Tlint {page}:\n{r.stdout}{r.stderr}")
+    else:
+        print("mandoc is not installed (apt-get install mandoc): man pages not linted")
 finally:
     shutil.rmtree(out, ignore_errors=True)
 
