@@ -4,7 +4,8 @@ overlay of the host root, as test_systemd.py), installed from the .deb; its ensu
 probe script that tries what failover actions commonly do and writes down what worked. The
 expectations below are the decisions documented in prom@.service and the examples; a change of
 the sandbox that breaks a documented action kind fails here. Also checks the unit's
-`systemd-analyze security` exposure."""
+`systemd-analyze security` exposure, and that the package's maintainer scripts restart
+instances on upgrade and stop and disable them on removal."""
 import argparse
 import os
 import re
@@ -139,6 +140,11 @@ try:
         f.write(PROBE)
     os.chmod(os.path.join(root, "usr/local/sbin/prom-probe"), 0o755)
     os.makedirs(os.path.join(root, "etc/app"), exist_ok=True)  # ReadWritePaths= needs it to exist
+    # Container images often carry a policy-rc.d that forbids maintainer scripts to start or
+    # stop services (exit 101), and deb-systemd-invoke obeys it: the container is to behave
+    # like a normal host here.
+    if os.path.lexists(os.path.join(root, "usr/sbin/policy-rc.d")):
+        os.remove(os.path.join(root, "usr/sbin/policy-rc.d"))
 
     r = subprocess.run(["cpack", "-G", "DEB", "--config", os.path.join(a.build, "CPackConfig.cmake"), "-B", pkg],
                        capture_output=True, text=True)
@@ -186,6 +192,25 @@ try:
     assert not failures, "with vip-actions.conf and write-paths.conf:\n" + "\n".join(failures)
     log("vip-actions.conf adds AF_PACKET (arping), write-paths.conf makes /etc/app writable; the rest unchanged")
 
+
+    # The maintainer scripts: reinstalling (dpkg's upgrade path) restarts a running instance
+    # on the new binary and it stays active; removing the package stops and disables it.
+    inside("systemctl", "enable", "--now", "prom@0")
+    show = lambda prop: inside("systemctl", "show", "-p", prop, "--value", "prom@0").stdout.strip()  # noqa: E731
+    wait_for(lambda: show("StatusText").startswith("active"), 30, "prom@0 to be active")
+    before, status = show("MainPID"), show("StatusText")
+    inside("dpkg", "-i", "/var/tmp/prom.deb", timeout=120)
+    wait_for(lambda: show("MainPID") not in ("0", before) and show("StatusText").startswith("active"), 30,
+             "prom@0 restarted by the upgrade and active again")
+    # A restart is a graceful stop (the active hands over) and a start: with this single
+    # replica it is elected again, with a new token.
+    log(f"upgrade: prom@0 restarted (pid {before} -> {show('MainPID')}): {status!r} -> {show('StatusText')!r}")
+    inside("dpkg", "-r", "prom", timeout=120)
+    state = inside("systemctl", "is-active", "prom@0", check=False).stdout.strip()
+    assert state in ("inactive", "failed", "unknown"), state
+    wants = os.path.join(root, "etc/systemd/system/multi-user.target.wants/prom@0.service")
+    assert not os.path.lexists(wants), "dpkg -r left prom@0 enabled"
+    log(f"dpkg -r: prom@0 is {state} and no longer enabled")
     log("the sandbox probe passed")
 finally:
     if pid1:
