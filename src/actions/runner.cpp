@@ -108,9 +108,9 @@ void ScriptRunner::logLine(const std::string& action, const std::string& line) {
         return;
     }
     if (m_droppedLines == 0) {
-        log::warning("action output beyond " + std::to_string(m_limit.lines) + " lines or " + std::to_string(m_limit.bytes) +
-                     " bytes per " + seconds(m_limit.window) + " is not logged; a count follows when the " +
-                     seconds(m_limit.window) + " are over");
+        log::warning("action output beyond " + std::to_string(m_limit.lines) + " lines or " +
+                     std::to_string(m_limit.bytes) + " bytes per " + seconds(m_limit.window) +
+                     " is not logged; a count follows when the " + seconds(m_limit.window) + " are over");
         // The count is logged when the window ends, even if no more output comes.
         m_windowEnd = m_loop.addTimer(m_windowStart + m_limit.window, [this] {
             closeWindow();

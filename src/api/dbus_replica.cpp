@@ -72,7 +72,8 @@ void DbusReplica::answer(const char* method, const std::function<Verdict()>& f) 
             uid_t uid = m->getCredsUid();
             pid_t pid = m->getCredsPid();
             who = "uid " + std::to_string(uid) + " pid " + std::to_string(pid) + " (" + m->getSender() + ")";
-            fields = {{"PROM_CALLER_UID", std::to_string(uid)}, {"PROM_CALLER_PID", std::to_string(pid)},
+            fields = {{"PROM_CALLER_UID", std::to_string(uid)},
+                      {"PROM_CALLER_PID", std::to_string(pid)},
                       {"PROM_CALLER_BUS_NAME", m->getSender()}};
         }
     } catch (const sdbus::Error& e) {
@@ -90,7 +91,8 @@ void DbusReplica::answer(const char* method, const std::function<Verdict()>& f) 
         throw sdbus::Error("org.freedesktop.DBus.Error.Failed", e.what());
     }
     if (!v.errorName.empty()) {
-        log::write(log::Level::Notice, std::string("D-Bus ") + method + " by " + who + " refused: " + v.errorName, fields);
+        log::write(log::Level::Notice, std::string("D-Bus ") + method + " by " + who + " refused: " + v.errorName,
+                   fields);
         throw sdbus::Error(v.errorName, v.message);
     }
 }

@@ -1,8 +1,7 @@
 // The script runner on a real sd-event loop with real processes.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-
-#include <fcntl.h>
 
 #include <filesystem>
 #include <fstream>
