@@ -143,8 +143,9 @@ int openFdCount() {
 TEST(ScriptRunner, ActionsGetNoCredentialsDirectoryNorSystemdHandles) {
     // What systemd gives prom@.service (systemd.exec(5)): the credentials of the unit (the store
     // password) and handles that belong to prom's own process, not to its actions.
-    const std::vector<std::string> scrubbed = {"CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-                                               "LISTEN_FDS",            "LISTEN_PID",    "LISTEN_FDNAMES", "JOURNAL_STREAM"};
+    const std::vector<std::string> scrubbed = {"CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC",
+                                               "WATCHDOG_PID",          "LISTEN_FDS",    "LISTEN_PID",
+                                               "LISTEN_FDNAMES",        "JOURNAL_STREAM"};
     for (const auto& k : scrubbed) setenv(k.c_str(), "/run/credentials/prom@0.service", 1);
     setenv("PROM_TEST_KEPT", "kept", 1);
     std::string out = tmpFile();
@@ -165,7 +166,8 @@ TEST(ScriptRunner, ActionsInheritNoDescriptorButStdio) {
     ASSERT_GE(leaky, 3);
     auto r = runOnce(shell("[ -e /proc/self/fd/" + std::to_string(leaky) + " ] && exit 7; exit 0"));
     close(leaky);
-    EXPECT_EQ(r.outcome, core::ActionOutcome::AlreadyInMode) << r.detail << ": fd " << leaky << " leaked into the action";
+    EXPECT_EQ(r.outcome, core::ActionOutcome::AlreadyInMode)
+        << r.detail << ": fd " << leaky << " leaked into the action";
 }
 
 /** One loop and one runner for several runs, as in the daemon. The loop is stepped with
@@ -232,5 +234,6 @@ TEST(ScriptRunner, CountsBytesAgainstTheOutputLimitAndDropsTheRestOfTheWindow) {
     replica.run(shell("head -c 4000 /dev/zero | tr '\\0' 'x'; echo; echo after"));
     std::string log = testing::internal::GetCapturedStderr();
     EXPECT_EQ(log.find("test: after"), std::string::npos) << log;
-    EXPECT_NE(log.find("action output beyond 1000 lines or 100 bytes per 60 s is not logged"), std::string::npos) << log;
+    EXPECT_NE(log.find("action output beyond 1000 lines or 100 bytes per 60 s is not logged"), std::string::npos)
+        << log;
 }
