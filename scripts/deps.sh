@@ -4,7 +4,8 @@
 PROM_PACKAGES=(build-essential cmake pkg-config ccache
   libsdbus-c++-dev libsdbus-c++-bin libsystemd-dev libcurl4-openssl-dev libsimdjson-dev libtomlplusplus-dev
   googletest libgtest-dev libgmock-dev python3 etcd-server etcd-client
-  dbus-daemon dbus-bin systemd-container util-linux)
+  dbus-daemon dbus-bin systemd-container util-linux
+  lintian mandoc openssl nftables iproute2)
 
 prom_install_deps() {
   local missing=()

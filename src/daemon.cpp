@@ -1,8 +1,12 @@
 #include "daemon.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <csignal>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <optional>
@@ -15,8 +19,11 @@
 #include "daemon/action_driver.hpp"
 #include "daemon/status_publisher.hpp"
 #include "daemon/store_driver.hpp"
+#include "http/server.hpp"
+#include "prom/version.hpp"
 #include "peer/transport.hpp"
 #include "sd/event_loop.hpp"
+#include "sd/fence.hpp"
 #include "sd/notifier.hpp"
 #include "store/etcd.hpp"
 #include "store/music.hpp"
@@ -137,6 +144,7 @@ public:
           m_runner(m_loop),
           m_election(paramsFor(m_config, o.id, o.startPassive)),
           m_runtimeDir(runtimeDirectory(o.id)),
+          m_fence({m_runtimeDir + "/fence", sd::Fence::armedPathFor(o.id), o.id, m_config.appName, m_config.actions.timeout}),
           m_status(statusSinks()) {
         const bool music = m_config.store.backend == config::Backend::Music;
         if (music) {
@@ -173,6 +181,11 @@ public:
             [this](bool healthy, const std::string& error) { m_status.storeHealth(healthy, error); });
         m_actionDriver = std::make_unique<daemon::ActionDriver>(
             m_runner, m_config, o.id, feed, [this](unsigned long long usec) { m_notifier.extendTimeout(usec); });
+        // Metrics (/metrics): store round trips and action runs.
+        m_storeDriver->observeLatency([this](core::Duration d) { m_counters.storeReply(std::chrono::duration<double>(d).count()); });
+        m_actionDriver->observe([] { return sd::EventLoop::now(); }, [this](const std::string& name, bool ok, core::Duration took) {
+            m_counters.actionFinished(name, ok, std::chrono::duration<double>(took).count());
+        });
         // ---- fast mode: the UDP peer transport (opened in run()) ----
         if (m_config.election.mode == config::ElectionSettings::Mode::Fast) {
             peer::Settings ps;
@@ -185,6 +198,13 @@ public:
     }
 
     int run() {
+        // One prom per replica id on this node: a second one (another config, a typo) must not
+        // take over the lease file or touch the running replica's keys.
+        mkdirs(m_runtimeDir);
+        if (auto held = lockReplica(); !held.empty()) {
+            log::error(held);
+            return 1;
+        }
         if (m_options.bus != "none") {
             // Startup order (STYLE.md): object registered first, the name requested last, so
             // that whoever sees the name finds the object.
@@ -202,6 +222,8 @@ public:
         m_signals.push_back(m_loop.addSignal(SIGTERM, [this] { stop("SIGTERM"); }));
         m_signals.push_back(m_loop.addSignal(SIGINT, [this] { stop("SIGINT"); }));
         m_signals.push_back(m_loop.addSignal(SIGHUP, [this] { reload(); }));
+        startHttp();
+        m_notifier.fitWatchdog(core::Duration(config::leaseTtlSeconds(m_config.election) * 1000), m_config.election.demoteMargin);
         armWatchdog();
         if (m_peer) {
             auto key = peerKey(m_config.election);
@@ -219,7 +241,6 @@ public:
                       std::to_string(m_config.election.support.count()) + " ms" +
                       (m_config.settingsOf(m_options.id).witness ? ", witness" : ""));
         }
-        mkdirs(m_runtimeDir);
         PersistedLease persisted = parseLeaseFile(readFile(leaseFile()));
         const bool music = m_config.store.backend == config::Backend::Music;
         std::string previous;
@@ -239,6 +260,24 @@ public:
 private:
     std::string leaseFile() const { return m_runtimeDir + "/lease"; }
 
+    /** Takes $RUNTIME_DIRECTORY/lock for the life of the process; "" or why it cannot. */
+    std::string lockReplica() {
+        std::string path = m_runtimeDir + "/lock";
+        int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) return "cannot open " + path + ": " + std::strerror(errno);
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            std::string other = readFile(path);
+            close(fd);
+            return "replica " + m_options.id + " is already run by prom (pid " + (other.empty() ? "?" : other) + ", lock " + path +
+                   "): not starting a second one";
+        }
+        std::string pid = std::to_string(getpid()) + "\n";
+        if (ftruncate(fd, 0) != 0 || write(fd, pid.data(), pid.size()) != static_cast<ssize_t>(pid.size()))
+            log::warning("cannot write the pid to " + path);
+        m_lockFd = fd;  // released by the kernel when prom exits, however it exits
+        return "";
+    }
+
     daemon::StatusSinks statusSinks() {
         daemon::StatusSinks s;
         s.properties = [this](const daemon::Status& st) {
@@ -254,6 +293,7 @@ private:
             m_api->update(r);
         };
         s.roleChanged = [this](const std::string& oldRole, const std::string& newRole, std::uint64_t token) {
+            ++m_counters.transitions;
             if (m_api) m_api->roleChanged(oldRole, newRole, token);
         };
         s.notify = [this](const std::string& line) { m_notifier.send(line); };
@@ -265,7 +305,40 @@ private:
         return s;
     }
 
+    // Health and metrics: optional for the HA role, so a failure to listen is only a warning.
+    void startHttp() {
+        const std::string& listen = m_config.settingsOf(m_options.id).httpListen;
+        if (listen.empty()) return;
+        m_httpServer = std::make_unique<http::Server>(m_loop, [this] { return snapshot(); });
+        if (auto r = m_httpServer->start(listen); !r) {
+            log::warning("http: " + r.error().message + "; /health, /active and /metrics are off for this run (set [http] listen or [replica." +
+                         m_options.id + "] http-listen)");
+            m_httpServer.reset();
+            return;
+        }
+        log::info("http: /health, /active and /metrics on " + listen);
+    }
+
+    http::Snapshot snapshot() const {
+        http::Snapshot s;
+        s.app = m_config.appName;
+        s.replica = m_options.id;
+        s.version = kVersion;
+        s.running = !m_stopping;
+        s.role = core::toString(m_election.role());
+        s.leader = m_election.leader();
+        s.fencingToken = static_cast<std::uint64_t>(m_election.token());
+        s.storeHealthy = m_storeDriver->healthy();
+        s.paused = m_election.paused();
+        if (m_election.role() == core::Role::Active)
+            if (auto deadline = m_election.deadline())
+                s.leaseRemainingSeconds = std::chrono::duration<double>(*deadline - sd::EventLoop::now()).count();
+        s.counters = m_counters;
+        return s;
+    }
+
     void stop(const char* why) {
+        m_stopping = true;
         log::notice(std::string("received ") + why + ", stopping");
         m_notifier.stopping();
         feed(core::StopRequest{});
@@ -285,7 +358,7 @@ private:
             m_config.replica = r.config->replica;
             // Retries, backoff, priorities and restart-prom peers apply now (prom.conf(5)).
             m_election.reconfigure(paramsFor(m_config, m_options.id, m_options.startPassive));
-            log::notice("reload: actions, retries and restart-prom peers reloaded from " + r.config->path);
+            log::notice("reload: actions reloaded from " + r.config->path + " (retries, backoff, priorities and restart-prom peers apply now)");
         }
         m_notifier.ready();
     }
@@ -354,7 +427,12 @@ private:
         while (!m_pending.empty()) {
             core::Event e = std::move(m_pending.front());
             m_pending.pop_front();
-            for (auto& effect : m_election.handle(sd::EventLoop::now(), e)) apply(effect);
+            auto effects = m_election.handle(sd::EventLoop::now(), e);
+            // The fence (prom(8), FENCE) follows role and deadline before any effect runs, so it
+            // already covers an ensure-active that is about to start.
+            m_fence.update(m_election.role(), m_election.deadline(), m_election.token(), m_election.leader(),
+                           m_config.settingsOf(m_options.id).ensurePassive);
+            for (auto& effect : effects) apply(effect);
         }
         m_feeding = false;
         m_status.refresh(m_election);
@@ -398,6 +476,7 @@ private:
     core::Election m_election;
     sd::Notifier m_notifier;
     std::string m_runtimeDir;
+    sd::Fence m_fence;
     daemon::StatusPublisher m_status;
     std::unique_ptr<daemon::StoreDriver> m_storeDriver;
     std::unique_ptr<daemon::ActionDriver> m_actionDriver;
@@ -410,6 +489,10 @@ private:
     sd::Source m_wake;
     std::deque<core::Event> m_pending;
     bool m_feeding = false;
+    bool m_stopping = false;
+    int m_lockFd = -1;
+    http::Counters m_counters;
+    std::unique_ptr<http::Server> m_httpServer;  // last: destroyed first, before the loop it uses
 };
 
 }  // namespace

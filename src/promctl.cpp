@@ -1,15 +1,27 @@
 // promctl(1): a small client of the org.prom.Prom1 D-Bus API of the prom daemons on this node.
-// Exit codes: 0 ok, 1 failure, 2 invalid arguments, 3 not active, 4 store unavailable,
-// 5 access denied, 64 usage.
+// Exit codes: 0 ok (status: exactly one active), 1 failure, 2 invalid arguments, 3 not active
+// (status: no active), 4 store unavailable, 5 access denied, 6 (status) more than one active or
+// replicas disagree on the leader, 64 usage.
 #include <getopt.h>
-
+#include <poll.h>
 #include <sdbus-c++/sdbus-c++.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <algorithm>
 #include <map>
+#include <optional>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
+
+#include "common/json.hpp"
+#include "config/config.hpp"
+#include "ctl/cluster_view.hpp"
 
 namespace {
 
@@ -17,19 +29,85 @@ constexpr const char* kInterface = "org.prom.Prom1.Replica";
 constexpr const char* kPath = "/org/prom/Prom1";
 constexpr const char* kPrefix = "org.prom.Prom1.Replica_";
 
+constexpr int kExitNoActive = 3;
+constexpr int kExitStoreUnavailable = 4;
+constexpr int kExitSeveralActives = 6;
+
+using Millis = std::chrono::milliseconds;
+
 struct Instance {
     std::string bus;
     std::map<std::string, sdbus::Variant> props;
+    std::string error;  ///< why the daemon did not answer ("" = it did)
+    bool answered() const { return error.empty(); }
     template <class T>
     T get(const char* name) const {
         auto it = props.find(name);
-        return it == props.end() ? T{} : it->second.get<T>();
+        if (it == props.end()) return T{};
+        // A daemon of another version (or an impostor) may send another type: not a crash.
+        try {
+            return it->second.get<T>();
+        } catch (const sdbus::Error&) {
+            return T{};
+        }
     }
+    /** The replica id: from the daemon, or from the bus name when it did not answer. */
+    std::string id() const;
 };
+
+// Everything printed that came from a daemon (and through it from the store) goes through
+// here: control characters, C1 controls and invalid UTF-8 become \xNN, so a crafted leader key
+// or error message cannot drive the terminal (escape sequences) or fake table rows.
+std::string clean(const std::string& s) {
+    std::string out;
+    auto hex = [&](unsigned char ch) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+        out += buf;
+    };
+    for (std::size_t i = 0; i < s.size();) {
+        auto ch = static_cast<unsigned char>(s[i]);
+        if (ch < 0x80) {
+            if (ch < 0x20 || ch == 0x7f)
+                hex(ch);
+            else if (ch == '\\')
+                out += "\\\\";
+            else
+                out += static_cast<char>(ch);
+            ++i;
+            continue;
+        }
+        std::size_t len = ch >= 0xf0 && ch <= 0xf4 ? 4 : ch >= 0xe0 ? 3 : ch >= 0xc2 && ch < 0xe0 ? 2 : 0;
+        bool valid = len && i + len <= s.size();
+        std::uint32_t cp = valid ? (len == 2 ? ch & 0x1f : len == 3 ? ch & 0x0f : ch & 0x07) : 0;
+        for (std::size_t k = 1; valid && k < len; ++k) {
+            auto c = static_cast<unsigned char>(s[i + k]);
+            valid = (c & 0xc0) == 0x80;
+            cp = (cp << 6) | (c & 0x3f);
+        }
+        // Overlong forms, surrogates, beyond U+10FFFF, and C1 controls (U+0080-U+009F, which
+        // some terminals obey like ESC sequences).
+        valid = valid && !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10ffff)) &&
+                !(cp >= 0xd800 && cp <= 0xdfff) && !(cp >= 0x80 && cp <= 0x9f);
+        if (!valid) {
+            hex(ch);
+            ++i;
+            continue;
+        }
+        out.append(s, i, len);
+        i += len;
+    }
+    return out;
+}
+
+std::string Instance::id() const {
+    if (answered()) return get<std::string>("ReplicaId");
+    return bus.substr(std::string(kPrefix).size());
+}
 
 void usage(std::FILE* to) {
     std::fprintf(to,
-                 "Usage: promctl [--bus system|session] COMMAND\n"
+                 "Usage: promctl [-c CONFIG] [--json] [--bus system|session] [--timeout MS] COMMAND\n"
                  "\n"
                  "Commands:\n"
                  "  status              every prom replica daemon on this node: role, leader, token, store\n"
@@ -38,21 +116,70 @@ void usage(std::FILE* to) {
                  "  pause [REPLICA]     stop running actions and campaigning (maintenance)\n"
                  "  resume [REPLICA]    end a pause\n"
                  "\n"
-                 "switchover and resign go to the local replica that is active. See promctl(1).\n");
+                 "With -c CONFIG (the replicas' prom.conf), status reads the store and lists every configured\n"
+                 "replica of the app, down ones included, from any node (--json for scripts), and switchover\n"
+                 "refuses a target that is down or unknown. switchover waits until the new active is there.\n"
+                 "switchover and resign go to the local replica that is active. --timeout (default 2000)\n"
+                 "bounds the wait for each daemon: a frozen one costs one row, not the table.\n"
+                 "status exits 0 with exactly one active, 3 with none, 4 when the store is unreachable,\n"
+                 "6 with several actives or disagreeing replicas. See promctl(1).\n");
 }
 
-std::vector<Instance> instances(sdbus::IConnection& conn) {
+std::uint64_t monotonicUsec() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
+}
+
+// All daemons are asked at once, each call with its own timeout, and the answers are collected
+// on this thread: a frozen daemon costs one timeout, and only its own row.
+std::vector<Instance> instances(sdbus::IConnection& conn, Millis timeout) {
     auto dbus = sdbus::createProxy(conn, "org.freedesktop.DBus", "/org/freedesktop/DBus");
     std::vector<std::string> names;
-    dbus->callMethod("ListNames").onInterface("org.freedesktop.DBus").storeResultsTo(names);
+    dbus->callMethod("ListNames").onInterface("org.freedesktop.DBus").withTimeout(timeout).storeResultsTo(names);
     std::vector<Instance> out;
-    for (const auto& n : names) {
-        if (n.rfind(kPrefix, 0) != 0) continue;
-        Instance i{n, {}};
-        auto p = sdbus::createProxy(conn, n, kPath);
-        p->callMethod("GetAll").onInterface("org.freedesktop.DBus.Properties").withArguments(std::string(kInterface)).storeResultsTo(i.props);
-        out.push_back(std::move(i));
+    for (const auto& n : names)
+        if (n.rfind(kPrefix, 0) == 0) out.push_back(Instance{n, {}, {}});
+    std::vector<std::unique_ptr<sdbus::IProxy>> proxies;
+    std::size_t pending = out.size();
+    for (auto& i : out) {
+        proxies.push_back(sdbus::createProxy(conn, i.bus, kPath));
+        Instance* self = &i;
+        proxies.back()
+            ->callMethodAsync("GetAll")
+            .onInterface("org.freedesktop.DBus.Properties")
+            .withTimeout(timeout)
+            .withArguments(std::string(kInterface))
+            .uponReplyInvoke([self, &pending, timeout](const sdbus::Error* e,
+                                                       std::map<std::string, sdbus::Variant> props) {
+                --pending;
+                if (!e) {
+                    self->props = std::move(props);
+                    return;
+                }
+                bool noReply = e->getName() == "org.freedesktop.DBus.Error.NoReply" ||
+                               e->getName() == "org.freedesktop.DBus.Error.Timeout" ||
+                               e->getMessage().find("timed out") != std::string::npos;
+                self->error = noReply
+                                  ? "no reply within " + std::to_string(timeout.count()) + " ms (frozen or overloaded?)"
+                                  : e->getName() + ": " + e->getMessage();
+            });
     }
+    // sd-bus times the calls out itself; the deadline only guards against a reply never counted.
+    const std::uint64_t deadline = monotonicUsec() + static_cast<std::uint64_t>(timeout.count()) * 1000 + 1000000;
+    while (pending > 0 && monotonicUsec() < deadline) {
+        while (pending > 0 && conn.processPendingRequest()) {
+        }
+        if (pending == 0) break;
+        auto pd = conn.getEventLoopPollData();
+        std::uint64_t now = monotonicUsec();
+        std::uint64_t until = std::min<std::uint64_t>(pd.timeout_usec, deadline);
+        int waitMs = until <= now ? 0 : static_cast<int>((until - now + 999) / 1000);
+        pollfd p{pd.fd, pd.events, 0};
+        poll(&p, 1, waitMs);
+    }
+    for (auto& i : out)
+        if (i.props.empty() && i.error.empty()) i.error = "no reply within " + std::to_string(timeout.count()) + " ms";
     return out;
 }
 
@@ -66,23 +193,149 @@ std::string since(std::uint64_t usec) {
     return buf;
 }
 
-int status(sdbus::IConnection& conn) {
-    auto all = instances(conn);
+/** What the answering daemons say about the active, as an exit status (promctl(1)). */
+int verdict(const std::vector<Instance>& all, std::string& summary) {
+    std::vector<const Instance*> answered, healthy;
+    std::set<std::string> actives, leaders;
+    for (const auto& i : all) {
+        if (!i.answered()) continue;
+        answered.push_back(&i);
+        if (i.get<std::string>("Role") == "active") actives.insert(i.id());
+        if (!i.get<bool>("StoreHealthy")) continue;
+        healthy.push_back(&i);
+        if (!i.get<std::string>("Leader").empty()) leaders.insert(i.get<std::string>("Leader"));
+    }
+    if (answered.empty()) return summary = "no prom daemon answered", 1;
+    if (actives.size() > 1) return summary = "several local replicas are active", kExitSeveralActives;
+    if (healthy.empty())
+        return summary = "the store is unreachable from every replica that answered", kExitStoreUnavailable;
+    if (leaders.size() > 1) return summary = "the replicas disagree on the leader", kExitSeveralActives;
+    if (leaders.empty()) return summary = "no active replica", kExitNoActive;
+    const std::string leader = *leaders.begin();
+    for (const Instance* i : answered)
+        if (i->id() == leader && i->get<std::string>("Role") != "active")
+            return summary =
+                       "the leader " + clean(leader) + " is " + clean(i->get<std::string>("Role")) + ", not active yet",
+                   kExitNoActive;
+    return summary = "active: " + clean(leader), 0;
+}
+
+// On a terminal the last column is cut to the window width, so that a long store error
+// (curl's messages run to 150 characters) does not wrap into the next rows; piped output
+// keeps the whole text for scripts and bug reports.
+std::string fitLastColumn(const std::string& text, std::size_t used) {
+    winsize ws{};
+    if (!isatty(STDOUT_FILENO) || ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) return text;
+    const std::size_t room = ws.ws_col > used + 8 ? ws.ws_col - used : 8;
+    auto isLead = [](char ch) { return (static_cast<unsigned char>(ch) & 0xc0) != 0x80; };  // not a UTF-8 continuation
+    std::size_t chars = 0;
+    for (char ch : text) chars += isLead(ch);
+    if (chars <= room) return text;
+    std::size_t keep = room - 3, seen = 0, i = 0;
+    for (; i < text.size(); ++i)
+        if (isLead(text[i]) && seen++ == keep) break;
+    return text.substr(0, i) + "...";
+}
+
+// Width of the columns before LAST-ERROR in the table below.
+constexpr std::size_t kFixedColumns = 10 + 12 + 10 + 8 + 8 + 6 + 6 + 19 + 8;
+
+int status(sdbus::IConnection& conn, Millis timeout) {
+    auto all = instances(conn, timeout);
     if (all.empty()) {
         std::printf("no prom replica daemon on this bus\n");
         return 1;
     }
-    std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-19s %s\n", "REPLICA", "APP", "ROLE", "LEADER", "TOKEN", "STORE", "PAUSED",
-                "SINCE", "LAST-ERROR");
+    std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-19s %s\n", "REPLICA", "APP", "ROLE", "LEADER", "TOKEN",
+                "STORE", "PAUSED", "SINCE", "LAST-ERROR");
     for (const auto& i : all) {
-        std::printf("%-10s %-12s %-10s %-8s %-8llu %-6s %-6s %-19s %s\n", i.get<std::string>("ReplicaId").c_str(),
-                    i.get<std::string>("AppName").c_str(), i.get<std::string>("Role").c_str(),
-                    i.get<std::string>("Leader").empty() ? "-" : i.get<std::string>("Leader").c_str(),
-                    static_cast<unsigned long long>(i.get<std::uint64_t>("FencingToken")), i.get<bool>("StoreHealthy") ? "ok" : "DOWN",
-                    i.get<bool>("Paused") ? "yes" : "no", since(i.get<std::uint64_t>("LastTransitionUSec")).c_str(),
-                    i.get<std::string>("LastError").c_str());
+        if (!i.answered()) {
+            std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-19s %s\n", clean(i.id()).c_str(), "-", "NO-REPLY", "-",
+                        "-", "-", "-", "-", clean(i.error).c_str());
+            continue;
+        }
+        // A leader seen before the store became unreachable may be stale: marked with "?".
+        std::string leader = i.get<std::string>("Leader").empty() ? "-" : clean(i.get<std::string>("Leader"));
+        if (!i.get<bool>("StoreHealthy")) leader += "?";
+        std::printf("%-10s %-12s %-10s %-8s %-8llu %-6s %-6s %-19s %s\n", clean(i.id()).c_str(),
+                    clean(i.get<std::string>("AppName")).c_str(), clean(i.get<std::string>("Role")).c_str(),
+                    leader.c_str(), static_cast<unsigned long long>(i.get<std::uint64_t>("FencingToken")),
+                    i.get<bool>("StoreHealthy") ? "ok" : "DOWN", i.get<bool>("Paused") ? "yes" : "no",
+                    since(i.get<std::uint64_t>("LastTransitionUSec")).c_str(),
+                    fitLastColumn(clean(i.get<std::string>("LastError")), kFixedColumns).c_str());
     }
-    return 0;
+    std::string summary;
+    int code = verdict(all, summary);
+    std::fprintf(code ? stderr : stdout, "%s\n", summary.c_str());
+    return code;
+}
+
+/** Local daemons by replica id (for the LOCAL column); empty when there is no bus. */
+std::map<std::string, Instance> localInstances(const std::string& bus, Millis timeout, const std::string& app) {
+    std::map<std::string, Instance> out;
+    try {
+        auto conn = bus == "system" ? sdbus::createSystemBusConnection() : sdbus::createSessionBusConnection();
+        for (auto& i : instances(*conn, timeout))
+            if (!i.answered() || i.get<std::string>("AppName") == app) out[i.id()] = i;
+    } catch (const sdbus::Error&) {
+    }
+    return out;
+}
+
+/** promctl -c CONFIG status: every configured replica, from the store (promctl(1)). */
+int clusterStatus(const prom::config::Config& c, const std::string& bus, Millis timeout, bool asJson) {
+    auto view = prom::ctl::readCluster(c, prom::ctl::storePassword(c), timeout);
+    auto local = localInstances(bus, timeout, c.appName);
+    auto roleOf = [&](const std::string& id) -> std::string {
+        if (!view) return "?";
+        if (!view->up.count(id)) return "down";
+        return id == view->leader ? "active" : "passive";
+    };
+    int code = !view ? kExitStoreUnavailable : (view->leader.empty() || !view->up.count(view->leader)) ? kExitNoActive : 0;
+    if (asJson) {
+        using prom::json::quote;
+        std::string out = "{\"app\":" + quote(c.appName) + ",\"store\":" + quote(view ? "ok" : "unreachable");
+        if (!view) out += ",\"error\":" + quote(view.error().message);
+        else out += ",\"leader\":" + quote(view->leader) + ",\"token\":" + std::to_string(view->token);
+        out += ",\"replicas\":[";
+        for (std::size_t k = 0; k < c.replicas.size(); ++k) {
+            const auto& id = c.replicas[k];
+            out += std::string(k ? "," : "") + "{\"id\":" + quote(id) + ",\"role\":" + quote(roleOf(id));
+            if (auto it = local.find(id); it != local.end()) {
+                const Instance& i = it->second;
+                out += ",\"local\":{\"answered\":" + std::string(i.answered() ? "true" : "false");
+                if (i.answered())
+                    out += ",\"role\":" + quote(i.get<std::string>("Role")) + ",\"store_healthy\":" +
+                           (i.get<bool>("StoreHealthy") ? "true" : "false") + ",\"paused\":" + (i.get<bool>("Paused") ? "true" : "false") +
+                           ",\"last_error\":" + quote(i.get<std::string>("LastError"));
+                out += "}";
+            }
+            out += "}";
+        }
+        out += "],\"exit\":" + std::to_string(code) + "}";
+        std::printf("%s\n", out.c_str());
+        return code;
+    }
+    if (view)
+        std::printf("app %s, store %s, leader %s, token %lld\n", clean(c.appName).c_str(), clean(view->endpoint).c_str(),
+                    view->leader.empty() ? "none" : clean(view->leader).c_str(), static_cast<long long>(view->token));
+    else
+        std::printf("app %s, store unreachable: %s\n", clean(c.appName).c_str(), clean(view.error().message).c_str());
+    std::printf("%-10s %-8s %-12s %s\n", "REPLICA", "ROLE", "LOCAL-ROLE", "LAST-ERROR");
+    for (const auto& id : c.replicas) {
+        std::string localRole = "-", lastError;
+        if (auto it = local.find(id); it != local.end()) {
+            localRole = it->second.answered() ? clean(it->second.get<std::string>("Role")) : "NO-REPLY";
+            lastError = it->second.answered() ? clean(it->second.get<std::string>("LastError")) : clean(it->second.error);
+        }
+        std::printf("%-10s %-8s %-12s %s\n", clean(id).c_str(), roleOf(id).c_str(), localRole.c_str(),
+                    fitLastColumn(lastError, 32).c_str());
+    }
+    std::fprintf(code ? stderr : stdout, "%s\n",
+                 code == 0 ? ("active: " + clean(view->leader)).c_str()
+                 : code == kExitNoActive ? "no active replica"
+                                         : "the store is unreachable");
+    return code;
 }
 
 int exitCodeFor(const sdbus::Error& e) {
@@ -98,52 +351,149 @@ int exitCodeFor(const sdbus::Error& e) {
 
 int main(int argc, char** argv) {
     std::string bus = "system";
-    static const option longOptions[] = {{"bus", required_argument, nullptr, 'b'}, {"help", no_argument, nullptr, 'h'}, {nullptr, 0, nullptr, 0}};
+    std::string configPath;
+    bool asJson = false;
+    Millis timeout{2000};
+    static const option longOptions[] = {{"bus", required_argument, nullptr, 'b'},
+                                         {"timeout", required_argument, nullptr, 't'},
+                                         {"config", required_argument, nullptr, 'c'},
+                                         {"json", no_argument, nullptr, 'j'},
+                                         {"help", no_argument, nullptr, 'h'},
+                                         {nullptr, 0, nullptr, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "+h", longOptions, nullptr)) != -1) {
-        if (c == 'b') bus = optarg;
-        else if (c == 'h') return usage(stdout), 0;
-        else return usage(stderr), 64;
+    while ((c = getopt_long(argc, argv, "+hc:", longOptions, nullptr)) != -1) {
+        if (c == 'c') {
+            configPath = optarg;
+        } else if (c == 'j') {
+            asJson = true;
+        } else if (c == 'b') {
+            bus = optarg;
+        } else if (c == 't') {
+            char* end = nullptr;
+            long v = std::strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 600000) {
+                std::fprintf(stderr, "promctl: --timeout takes milliseconds (1-600000), not '%s'\n", optarg);
+                return 64;
+            }
+            timeout = Millis(v);
+        } else if (c == 'h') {
+            return usage(stdout), 0;
+        } else {
+            return usage(stderr), 64;
+        }
     }
     if (optind >= argc || (bus != "system" && bus != "session")) return usage(stderr), 64;
     std::string cmd = argv[optind];
     std::string arg = optind + 1 < argc ? argv[optind + 1] : "";
     if (optind + 2 < argc) return usage(stderr), 64;
+    std::optional<prom::config::Config> config;
+    if (!configPath.empty()) {
+        auto loaded = prom::config::load(configPath, "", prom::config::HostChecks::Skip);
+        for (const auto& d : loaded.diagnostics)
+            if (!loaded.config) std::fprintf(stderr, "%s\n", clean(d.format()).c_str());
+        if (!loaded.config) return 78;
+        config = std::move(*loaded.config);
+        if (cmd == "status") return clusterStatus(*config, bus, timeout, asJson);
+        if (cmd == "switchover" && !arg.empty()) {
+            if (std::find(config->replicas.begin(), config->replicas.end(), arg) == config->replicas.end()) {
+                std::fprintf(stderr, "promctl: %s is not a replica of %s\n", clean(arg).c_str(), clean(config->appName).c_str());
+                return 2;
+            }
+            auto view = prom::ctl::readCluster(*config, prom::ctl::storePassword(*config), timeout);
+            if (!view) {
+                std::fprintf(stderr, "promctl: the store is unreachable: %s\n", clean(view.error().message).c_str());
+                return kExitStoreUnavailable;
+            }
+            if (!view->up.count(arg)) {
+                std::fprintf(stderr, "promctl: replica %s is down (no member key in the store): not switching over to it\n",
+                             clean(arg).c_str());
+                return 2;
+            }
+        }
+    }
     try {
         auto conn = bus == "system" ? sdbus::createSystemBusConnection() : sdbus::createSessionBusConnection();
-        if (cmd == "status") return status(*conn);
-        auto all = instances(*conn);
+        if (cmd == "status") return status(*conn, timeout);
+        auto all = instances(*conn, timeout);
         const Instance* target = nullptr;
         if (cmd == "switchover" || cmd == "resign") {
             for (const auto& i : all)
                 if (i.get<std::string>("Role") == "active") target = &i;
             if (!target) {
-                std::string leader = all.empty() ? "" : all.front().get<std::string>("Leader");
+                std::string leader = all.empty() ? "" : clean(all.front().get<std::string>("Leader"));
                 std::fprintf(stderr, "promctl: no replica on this node is active%s\n",
                              leader.empty() ? "" : (" (the active is replica " + leader + ")").c_str());
                 return 3;
             }
         } else if (cmd == "pause" || cmd == "resume") {
             for (const auto& i : all)
-                if (arg.empty() ? all.size() == 1 : i.get<std::string>("ReplicaId") == arg) target = &i;
+                if (arg.empty() ? all.size() == 1 : i.id() == arg) target = &i;
             if (!target) {
-                std::fprintf(stderr, "promctl: %s\n", arg.empty() ? "several (or no) replicas on this node: name one" : ("no replica " + arg + " on this node").c_str());
+                std::fprintf(stderr, "promctl: %s\n",
+                             arg.empty() ? "several (or no) replicas on this node: name one"
+                                         : ("no replica " + clean(arg) + " on this node").c_str());
                 return 2;
             }
         } else {
             return usage(stderr), 64;
         }
+        if (!target->answered()) {
+            std::fprintf(stderr, "promctl: replica %s: %s\n", clean(target->id()).c_str(),
+                         clean(target->error).c_str());
+            return 1;
+        }
         auto p = sdbus::createProxy(*conn, target->bus, kPath);
-        if (cmd == "switchover")
-            p->callMethod("Switchover").onInterface(kInterface).withArguments(arg);
+        if (cmd == "switchover") {
+            const std::string from = target->id();
+            const std::uint64_t oldToken = target->get<std::uint64_t>("FencingToken");
+            const std::uint64_t started = monotonicUsec();
+            p->callMethod("Switchover").onInterface(kInterface).withTimeout(timeout).withArguments(arg);
+            // Done means a new active exists, not that the old one let go: wait for it (the store
+            // when we have the config, else what the old active's daemon learns from its watch).
+            const std::uint64_t waitUsec = std::max<std::uint64_t>(15000000, static_cast<std::uint64_t>(timeout.count()) * 1000);
+            std::string to;
+            std::uint64_t token = 0;
+            while (monotonicUsec() - started < waitUsec) {
+                if (config) {
+                    if (auto view = prom::ctl::readCluster(*config, prom::ctl::storePassword(*config), timeout);
+                        view && !view->leader.empty() && view->leader != from && view->up.count(view->leader)) {
+                        to = view->leader;
+                        token = static_cast<std::uint64_t>(view->token);
+                    }
+                } else {
+                    for (const auto& i : instances(*conn, timeout))
+                        if (i.bus == target->bus && i.answered() && !i.get<std::string>("Leader").empty() &&
+                            i.get<std::string>("Leader") != from && i.get<std::uint64_t>("FencingToken") > oldToken) {
+                            to = i.get<std::string>("Leader");
+                            token = i.get<std::uint64_t>("FencingToken");
+                        }
+                }
+                if (!to.empty()) break;
+                usleep(100000);
+            }
+            double ms = static_cast<double>(monotonicUsec() - started) / 1000.0;
+            if (to.empty()) {
+                std::fprintf(stderr, "promctl: switchover: replica %s gave up the role but no replica became active within %.0f ms\n",
+                             clean(from).c_str(), ms);
+                return 1;
+            }
+            if (!arg.empty() && to != arg) {
+                std::fprintf(stderr, "promctl: switchover: %s -> %s (token %llu) in %.0f ms, not %s as asked\n", clean(from).c_str(),
+                             clean(to).c_str(), static_cast<unsigned long long>(token), ms, clean(arg).c_str());
+                return 1;
+            }
+            std::printf("%s -> %s (token %llu) in %.0f ms\n", clean(from).c_str(), clean(to).c_str(),
+                        static_cast<unsigned long long>(token), ms);
+            return 0;
+        }
         else if (cmd == "resign")
-            p->callMethod("Resign").onInterface(kInterface);
+            p->callMethod("Resign").onInterface(kInterface).withTimeout(timeout);
         else
-            p->callMethod(cmd == "pause" ? "Pause" : "Resume").onInterface(kInterface);
-        std::printf("%s: done (replica %s)\n", cmd.c_str(), target->get<std::string>("ReplicaId").c_str());
+            p->callMethod(cmd == "pause" ? "Pause" : "Resume").onInterface(kInterface).withTimeout(timeout);
+        std::printf("%s: done (replica %s)\n", cmd.c_str(), clean(target->id()).c_str());
         return 0;
     } catch (const sdbus::Error& e) {
-        std::fprintf(stderr, "promctl: %s: %s\n", e.getName().c_str(), e.getMessage().c_str());
+        std::fprintf(stderr, "promctl: %s: %s\n", clean(e.getName()).c_str(), clean(e.getMessage()).c_str());
         return exitCodeFor(e);
     }
 }

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -15,16 +17,44 @@ extern char** environ;
 
 namespace prom::actions {
 
+namespace {
+// An exiting action's pipe is drained at most this much more before it is closed: a
+// background child that keeps writing must not keep prom reading.
+constexpr std::size_t kDrainAtExit = 256 * 1024;
+
+std::string seconds(std::chrono::milliseconds d) {
+    if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + " s";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(d.count()) / 1000);
+    return buf;
+}
+}  // namespace
+
 struct ScriptRunner::Output {
     int fd = -1;
     std::string name;
     std::string line;
-    std::size_t logged = 0;
-    bool truncatedNoted = false;
+    ScriptRunner* runner = nullptr;
     sd::Source source;
     ~Output() {
         source.reset();
         if (fd >= 0) close(fd);
+    }
+    /** Reads what is there; false at EOF or error. At most `limit` bytes when given. */
+    bool drain(std::size_t limit = SIZE_MAX) {
+        char buf[16384];
+        std::size_t total = 0;
+        while (total < limit) {
+            ssize_t n = read(fd, buf, sizeof buf);
+            if (n > 0) {
+                consume(std::string_view(buf, static_cast<std::size_t>(n)));
+                total += static_cast<std::size_t>(n);
+                continue;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            return n < 0 && errno == EAGAIN;
+        }
+        return true;
     }
     void consume(std::string_view data) {
         for (char c : data) {
@@ -36,18 +66,23 @@ struct ScriptRunner::Output {
         }
     }
     void emit() {
-        if (logged < kLogLimit) {
-            logged += line.size() + 1;
-            log::write(log::Level::Info, name + ": " + line, {{"PROM_ACTION", name}});
-        } else if (!truncatedNoted) {
-            truncatedNoted = true;
-            log::warning(name + ": output beyond " + std::to_string(kLogLimit) + " bytes is not logged");
-        }
+        runner->logLine(name, line);
         line.clear();
     }
 };
 
-ScriptRunner::ScriptRunner(sd::EventLoop& loop) : m_loop(loop) {}
+const std::vector<std::string>& ScriptRunner::scrubbedEnvironment() {
+    // CREDENTIALS_DIRECTORY points at the store password (LoadCredential=); NOTIFY_SOCKET would
+    // let a script send READY=1 or WATCHDOG=1 for prom; WATCHDOG_*, LISTEN_* describe prom's
+    // process, not the action's; JOURNAL_STREAM would claim the action's stderr is the journal
+    // while it is prom's pipe.
+    static const std::vector<std::string> keys = {"CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC",
+                                                  "WATCHDOG_PID",          "LISTEN_FDS",    "LISTEN_PID",
+                                                  "LISTEN_FDNAMES",        "JOURNAL_STREAM"};
+    return keys;
+}
+
+ScriptRunner::ScriptRunner(sd::EventLoop& loop, OutputLimit limit) : m_loop(loop), m_limit(limit) {}
 
 ScriptRunner::~ScriptRunner() {
     if (m_pid > 0) killGroup();
@@ -55,6 +90,46 @@ ScriptRunner::~ScriptRunner() {
 
 void ScriptRunner::killGroup() {
     if (m_pid > 0) kill(-m_pid, SIGKILL);
+}
+
+void ScriptRunner::logLine(const std::string& action, const std::string& line) {
+    auto now = sd::EventLoop::now();
+    if (now >= m_windowStart + m_limit.window) {
+        closeWindow();
+        m_windowStart = now;
+    }
+    std::size_t size = line.size() + 1;
+    // Once something was dropped, the rest of the window is too: the log shows a stretch of
+    // output without holes in it.
+    if (m_droppedLines == 0 && m_windowLines < m_limit.lines && m_windowBytes + size <= m_limit.bytes) {
+        ++m_windowLines;
+        m_windowBytes += size;
+        log::write(log::Level::Info, action + ": " + line, {{"PROM_ACTION", action}});
+        return;
+    }
+    if (m_droppedLines == 0) {
+        log::warning("action output beyond " + std::to_string(m_limit.lines) + " lines or " +
+                     std::to_string(m_limit.bytes) + " bytes per " + seconds(m_limit.window) +
+                     " is not logged; a count follows when the " + seconds(m_limit.window) + " are over");
+        // The count is logged when the window ends, even if no more output comes.
+        m_windowEnd = m_loop.addTimer(m_windowStart + m_limit.window, [this] {
+            closeWindow();
+            m_windowStart = sd::EventLoop::now();
+        });
+    }
+    ++m_droppedLines;
+    m_droppedBytes += size;
+}
+
+void ScriptRunner::closeWindow() {
+    m_windowEnd.reset();
+    if (m_droppedLines > 0)
+        log::write(log::Level::Warning,
+                   std::to_string(m_droppedLines) + " lines (" + std::to_string(m_droppedBytes) +
+                       " bytes) of action output were not logged in the last " + seconds(m_limit.window),
+                   {{"PROM_ACTION_DROPPED_LINES", std::to_string(m_droppedLines)},
+                    {"PROM_ACTION_DROPPED_BYTES", std::to_string(m_droppedBytes)}});
+    m_windowLines = m_windowBytes = m_droppedLines = m_droppedBytes = 0;
 }
 
 void ScriptRunner::run(const std::string& name, const config::Action& action, const std::map<std::string, std::string>& env,
@@ -81,8 +156,8 @@ void ScriptRunner::run(const std::string& name, const config::Action& action, co
     for (char** e = environ; *e; ++e) {
         std::string_view kv(*e);
         auto key = kv.substr(0, kv.find('='));
-        // The notify socket belongs to prom: a script must not be able to send READY/WATCHDOG.
-        if (key == "NOTIFY_SOCKET" || env.count(std::string(key))) continue;
+        const auto& scrubbed = scrubbedEnvironment();
+        if (std::find(scrubbed.begin(), scrubbed.end(), key) != scrubbed.end() || env.count(std::string(key))) continue;
         envStrings.emplace_back(kv);
     }
     for (const auto& [k, v] : env) envStrings.push_back(k + "=" + v);
@@ -102,6 +177,9 @@ void ScriptRunner::run(const std::string& name, const config::Action& action, co
     posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDERR_FILENO);
+    // Whatever a library of prom opened without O_CLOEXEC (sockets, the lease file, curl's
+    // handles) stays in prom: the action gets stdin, stdout and stderr only.
+    posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     sigset_t none, all;
@@ -124,34 +202,31 @@ void ScriptRunner::run(const std::string& name, const config::Action& action, co
     m_pid = pid;
     m_done = std::move(done);
 
-    // Drained until EOF, even after the script exits: a service it started in the background
-    // may hold the pipe and must not die of SIGPIPE or block on a full pipe.
-    auto out = std::make_unique<Output>();
-    out->fd = pipefd[0];
-    out->name = name;
-    fcntl(out->fd, F_SETFL, O_NONBLOCK);
-    int fd = out->fd;
-    Output* raw = out.get();
-    out->source = m_loop.addIo(fd, EPOLLIN, [this, raw, fd](std::uint32_t) {
-        char buf[16384];
-        for (;;) {
-            ssize_t n = read(fd, buf, sizeof buf);
-            if (n > 0) {
-                raw->consume(std::string_view(buf, static_cast<std::size_t>(n)));
-                continue;
-            }
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-            if (!raw->line.empty()) raw->emit();
-            m_outputs.erase(fd);  // EOF: every holder of the pipe is gone
-            return;
-        }
+    // Drained while the action runs; closed when it exits (see m_child below).
+    m_output = std::make_unique<Output>();
+    m_output->fd = pipefd[0];
+    m_output->name = name;
+    m_output->runner = this;
+    fcntl(m_output->fd, F_SETFL, O_NONBLOCK);
+    m_output->source = m_loop.addIo(m_output->fd, EPOLLIN, [this](std::uint32_t) {
+        if (m_output->drain()) return;
+        // EOF before the exit: every holder of the pipe closed it.
+        if (!m_output->line.empty()) m_output->emit();
+        m_output.reset();
     });
-    m_outputs[fd] = std::move(out);
 
     m_child = m_loop.addChild(pid, [this](const siginfo_t& si) {
         m_child.reset();
         m_timer.reset();
         m_pid = 0;
+        // What the action wrote is in the pipe now; read it and close our end. A background
+        // child it left holding the pipe would otherwise keep one fd of prom open per run
+        // (prom ran out of descriptors); that child's later writes fail with EPIPE.
+        if (m_output) {
+            m_output->drain(kDrainAtExit);
+            if (!m_output->line.empty()) m_output->emit();
+            m_output.reset();
+        }
         if (m_cancelled) return finish(core::ActionOutcome::Cancelled, "cancelled");
         if (m_timedOut) return finish(core::ActionOutcome::TimedOut, "killed after its timeout");
         if (si.si_code == CLD_EXITED) {

@@ -1,8 +1,31 @@
 #include "api/dbus_replica.hpp"
 
+#include <cstdio>
+
 #include "common/log.hpp"
 
 namespace prom::api {
+namespace {
+
+/** A caller-supplied string made safe for one log line: printable ASCII, the rest \xNN, at
+ *  most 128 bytes of it. */
+std::string escaped(const std::string& s) {
+    constexpr std::size_t kMax = 128;
+    std::string out;
+    for (unsigned char c : s.substr(0, kMax)) {
+        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
+            out += static_cast<char>(c);
+        } else {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", c);
+            out += buf;
+        }
+    }
+    if (s.size() > kMax) out += "...";
+    return out;
+}
+
+}  // namespace
 
 DbusReplica::DbusReplica(BusConnection& bus, std::string replicaId, std::string appName, ReplicaHandlers handlers)
     : AdaptorInterfaces(bus.connection(), kObjectPath),
@@ -39,20 +62,43 @@ void DbusReplica::flush() {
 }
 
 void DbusReplica::answer(const char* method, const std::function<Verdict()>& f) {
+    // Every method changes who is active: the journal says who asked (uid and pid from the bus
+    // daemon, which the caller cannot forge), before and after, so that an unexpected
+    // switchover can be traced to a process.
+    std::string who = "an unknown caller";
+    std::map<std::string, std::string> fields;
+    try {
+        if (const sdbus::Message* m = getObject().getCurrentlyProcessedMessage()) {
+            uid_t uid = m->getCredsUid();
+            pid_t pid = m->getCredsPid();
+            who = "uid " + std::to_string(uid) + " pid " + std::to_string(pid) + " (" + m->getSender() + ")";
+            fields = {{"PROM_CALLER_UID", std::to_string(uid)},
+                      {"PROM_CALLER_PID", std::to_string(pid)},
+                      {"PROM_CALLER_BUS_NAME", m->getSender()}};
+        }
+    } catch (const sdbus::Error& e) {
+        who = "a caller whose credentials are unknown (" + e.getMessage() + ")";
+    }
+    log::write(log::Level::Notice, std::string("D-Bus ") + method + " called by " + who, fields);
+
     // sdbus-c++ 1.2 turns only sdbus::Error into an error reply; anything else would end the
     // process from inside the bus dispatch, so every handler catches everything itself.
     Verdict v;
     try {
         v = f();
     } catch (const std::exception& e) {
-        log::error(std::string("D-Bus ") + method + ": " + e.what());
+        log::error(std::string("D-Bus ") + method + " by " + who + ": " + e.what());
         throw sdbus::Error("org.freedesktop.DBus.Error.Failed", e.what());
     }
-    if (!v.errorName.empty()) throw sdbus::Error(v.errorName, v.message);
+    if (!v.errorName.empty()) {
+        log::write(log::Level::Notice, std::string("D-Bus ") + method + " by " + who + " refused: " + v.errorName,
+                   fields);
+        throw sdbus::Error(v.errorName, v.message);
+    }
 }
 
 void DbusReplica::Switchover(const std::string& target) {
-    answer("Switchover", [&] { return m_handlers.switchover(target); });
+    answer(("Switchover(\"" + escaped(target) + "\")").c_str(), [&] { return m_handlers.switchover(target); });
 }
 void DbusReplica::Resign() {
     answer("Resign", [&] { return m_handlers.resign(); });

@@ -68,7 +68,7 @@ bool LoadResult::hasErrors() const {
 
 std::int64_t leaseTtlSeconds(const ElectionSettings& e) { return (e.timeout.count() + 999) / 1000; }
 
-LoadResult loadText(const std::string& path, const std::string& text, const std::string& selfId) {
+LoadResult loadText(const std::string& path, const std::string& text, const std::string& selfId, HostChecks checks) {
     Sink sink{path, {}};
     LoadResult result;
     if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
@@ -88,6 +88,7 @@ LoadResult loadText(const std::string& path, const std::string& text, const std:
     }
     Raw raw;
     raw.config.path = path;
+    raw.hostChecks = checks;
     if (looksLikeJson(path, text))
         parsePromJson(text, raw, sink);
     else
@@ -101,7 +102,7 @@ LoadResult loadText(const std::string& path, const std::string& text, const std:
     return result;
 }
 
-LoadResult load(const std::string& given, const std::string& selfId) {
+LoadResult load(const std::string& given, const std::string& selfId, HostChecks checks) {
     std::string path = given;
     LoadResult result;
     auto fail = [&](const std::string& p, const std::string& message) {
@@ -124,7 +125,7 @@ LoadResult load(const std::string& given, const std::string& selfId) {
     if (!in) return fail(path, std::string("cannot open: ") + std::strerror(errno));
     std::ostringstream ss;
     ss << in.rdbuf();
-    return loadText(path, ss.str(), selfId);
+    return loadText(path, ss.str(), selfId, checks);
 }
 
 }  // namespace prom::config

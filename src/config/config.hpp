@@ -34,6 +34,9 @@ struct ReplicaSettings {
     Action ensurePassive;
     Action restartProm;
     std::int64_t priority = 0;
+    /** Where this replica serves /health, /active and /metrics: "HOST:PORT", "" = off
+     *  ([replica.ID] http-listen, else [http] listen). */
+    std::string httpListen;
     // fast mode ([replica.ID] address / witness)
     std::string address;   ///< UDP "host:port" of this replica's peer transport
     bool witness = false;  ///< votes only: never campaigns, runs no actions
@@ -79,6 +82,20 @@ struct ActionSettings {
     bool operator==(const ActionSettings&) const = default;
 };
 
+struct HttpSettings {
+    std::string listen = "127.0.0.1:9479";  ///< [http] listen; "" = off
+    bool operator==(const HttpSettings&) const = default;
+};
+
+/** A parsed listen address: an IPv4 or IPv6 literal and a port. */
+struct ListenAddress {
+    std::string host;  ///< "127.0.0.1", "::1" (without brackets)
+    std::uint16_t port = 0;
+    bool ipv6 = false;
+};
+/** Parses "IPV4:PORT" or "[IPV6]:PORT"; nullopt (with why) when it is neither. */
+std::optional<ListenAddress> parseListenAddress(const std::string& text, std::string* why = nullptr);
+
 /** Where a key was written, for PATH:LINE:COLUMN messages. */
 struct Location {
     int line = 1;
@@ -92,6 +109,7 @@ struct Config {
     StoreSettings store;
     ElectionSettings election;
     ActionSettings actions;
+    HttpSettings http;
     ReplicaSettings defaults;                         ///< [actions] ensure-*/restart-prom
     std::map<std::string, ReplicaSettings> replica;   ///< every replica, overrides applied, %i expanded
     std::map<std::string, Location> where;            ///< dotted key path -> location
@@ -102,7 +120,7 @@ struct Config {
     Location locate(const std::string& key) const;
     bool operator==(const Config& o) const {
         return appName == o.appName && replicas == o.replicas && store == o.store && election == o.election &&
-               actions == o.actions && replica == o.replica;
+               actions == o.actions && http == o.http && replica == o.replica;
     }
 };
 
@@ -123,12 +141,16 @@ struct LoadResult {
     bool hasErrors() const;
 };
 
+/** Whether validation also looks at this host (action programs, TLS and password files). */
+enum class HostChecks { Run, Skip };
+
 /** Reads PATH (TOML file, PROM config.json, or a directory holding config.json) and validates it;
  *  selfId, when not empty, must be one of the replicas. */
-LoadResult load(const std::string& path, const std::string& selfId = "");
+LoadResult load(const std::string& path, const std::string& selfId = "", HostChecks checks = HostChecks::Run);
 
 /** Loads text that was read from path (the format is chosen by the name: *.json is PROM JSON). */
-LoadResult loadText(const std::string& path, const std::string& text, const std::string& selfId = "");
+LoadResult loadText(const std::string& path, const std::string& text, const std::string& selfId = "",
+                    HostChecks checks = HostChecks::Run);
 
 // Internals shared by the loaders (also unit-tested).
 struct Sink {
@@ -147,6 +169,7 @@ struct Raw {
     std::map<std::string, ReplicaSettings> overrides;  ///< [replica.ID] as written
     std::map<std::string, std::map<std::string, bool>> overridden;  ///< which keys an override sets
     std::map<std::string, std::string> spelled;  ///< dotted key -> name as written (PROM JSON names)
+    HostChecks hostChecks = HostChecks::Run;
     /** The key as the operator wrote it, for messages. */
     std::string name(const std::string& dotted) const {
         auto it = spelled.find(dotted);
@@ -155,8 +178,26 @@ struct Raw {
 };
 void parseToml(const std::string& text, Raw& raw, Sink& sink);
 void parsePromJson(const std::string& text, Raw& raw, Sink& sink);
-/** Resolves replica settings and applies the cross-field rules. */
+/** Resolves replica settings and applies the cross-field rules, then checks what the settings
+ *  point at on this host (action programs, TLS and password files; see checkHost). */
 void validate(Raw& raw, const std::string& selfId, Sink& sink);
+/** The host checks of validate(): action programs that exist and are executable (for selfId's
+ *  actions and the restart-prom of its peers, or every replica's when selfId is empty), TLS and
+ *  password files that can be read. Separate so that tests can run it on a Config alone. */
+void checkHost(const Raw& raw, const std::string& selfId, Sink& sink);
+
+/** Whether a replica id is in the safe set of prom.conf(5): 1-64 of [A-Za-z0-9_.-], not
+ *  starting with '.' or '-' (it becomes a file name, a unit instance and a bus name). */
+bool isSafeReplicaId(const std::string& id);
+/** The bus-name form of a replica id (DESIGN.md): characters outside [A-Za-z0-9_] become '_'. */
+std::string busSafeId(const std::string& id);
+/** Why name is not a unit name StartUnit/StopUnit accept, or "" when it is one. */
+std::string unitNameProblem(const std::string& name);
+/** The program a shell command runs first (PATH not yet applied), or "" when that cannot be told
+ *  without running the shell (builtins, keywords, expansions, redirections first). */
+std::string shellProgram(const std::string& command);
+/** An endpoint URL with any userinfo (user:password@) replaced by "***@", for messages. */
+std::string redactUrl(const std::string& url);
 
 /** The lease TTL etcd will be asked for: timeout rounded up to whole seconds. */
 std::int64_t leaseTtlSeconds(const ElectionSettings& e);

@@ -191,7 +191,7 @@ void parseToml(const std::string& text, Raw& raw, Sink& sink) {
     }
     Reader r(raw, sink);
     Config& c = raw.config;
-    r.unknownKeys(root, "", {"app-name", "replicas", "store", "election", "actions", "replica"});
+    r.unknownKeys(root, "", {"app-name", "replicas", "store", "election", "actions", "http", "replica"});
     r.string(root, "", "app-name", c.appName);
     r.stringArray(root, "", "replicas", c.replicas);
 
@@ -257,6 +257,10 @@ void parseToml(const std::string& text, Raw& raw, Sink& sink) {
         r.action(*a, "actions", "ensure-passive", c.defaults.ensurePassive);
         r.action(*a, "actions", "restart-prom", c.defaults.restartProm);
     }
+    if (const toml::table* h = section("http")) {
+        r.unknownKeys(*h, "http", {"listen"});
+        r.string(*h, "http", "listen", c.http.listen);
+    }
     if (const toml::table* reps = section("replica")) {
         for (const auto& [k, v] : *reps) {
             std::string id(k.str());
@@ -267,13 +271,15 @@ void parseToml(const std::string& text, Raw& raw, Sink& sink) {
                 sink.error(at(v), "[" + table + "] must be a table, not " + typeName(v));
                 continue;
             }
-            r.unknownKeys(*t, table, {"ensure-active", "ensure-passive", "restart-prom", "priority", "address", "witness"});
+            r.unknownKeys(*t, table, {"ensure-active", "ensure-passive", "restart-prom", "priority", "http-listen", "address", "witness"});
             ReplicaSettings& o = raw.overrides[id];
             auto& set = raw.overridden[id];
             set["ensure-active"] = r.action(*t, table, "ensure-active", o.ensureActive);
             set["ensure-passive"] = r.action(*t, table, "ensure-passive", o.ensurePassive);
             set["restart-prom"] = r.action(*t, table, "restart-prom", o.restartProm);
             r.integer(*t, table, "priority", o.priority, -1000000, 1000000);
+            set["http-listen"] = t->contains("http-listen");
+            r.string(*t, table, "http-listen", o.httpListen);
             parseFastModeReplica(r, *t, table, o, set);
         }
     }

@@ -220,7 +220,7 @@ void Election::loseLeadership(const std::string& reason, bool abandonLease) {
     if (holdsFastKey()) {
         // A fast epoch ends for good: peers may be withdrawing it already, so this replica must
         // never count (or re-adopt) it again, even if a late ack or a restarted peer backs it.
-        m_resignedToken = std::max(m_resignedToken, *heldToken());
+        m_resignedToken = std::max(m_resignedToken.value_or(*heldToken()), *heldToken());
         m_holder.begin(0);
     }
     m_leadership = NotLeader{};
@@ -282,9 +282,12 @@ void Election::evaluateOwnership() {
     if (heldToken() || !m_leaderKnown || !m_leader.exists || m_stopping) return;
     std::int64_t lease = currentLease();
     if (!lease || m_leader.holder != m_p.self || m_leader.lease != lease) return;
+    // Only on a lease still fresh by our own clock: past the deadline the store may already
+    // have expired it and a peer may be starting (seed 1000509702).
+    if (auto d = deadline(); !d || m_now >= *d) return;
     // A key this replica resigned stays resigned: a watch event older than the delete (its
     // handover mark, say) may arrive after ResignDone.
-    if (m_leader.createRevision <= m_resignedToken) return;
+    if (m_resignedToken && m_leader.createRevision <= *m_resignedToken) return;
     // The leader key is ours, on our live lease: either prom restarted while active (resume
     // without failover) or a campaign whose reply was lost (or not yet seen) did commit.
     enterLeading(m_leader.createRevision, lease, m_leader.fast);
@@ -597,7 +600,7 @@ void Election::on(const ResignDone& e) {
     }
     auto* h = std::get_if<HandingOver>(&m_leadership);
     if (!h || stale(e.req, h->req)) return;
-    m_resignedToken = std::max(m_resignedToken, h->token);
+    m_resignedToken = std::max(m_resignedToken.value_or(h->token), h->token);
     m_holder.begin(0);
     m_leadership = NotLeader{};
     m_noCampaignUntil = m_now + m_p.resignCooldown;

@@ -462,7 +462,7 @@ private:
     std::optional<TimePoint> m_noCampaignUntil;
     bool m_seenOtherActive = false;
     bool m_handoverToMe = false;  ///< the last active named this replica
-    std::int64_t m_resignedToken = 0;  ///< highest token this replica gave up by deleting its key
+    std::optional<std::int64_t> m_resignedToken;  ///< highest token this replica gave up by deleting its key
 
     // actions
     struct Running {

@@ -41,9 +41,11 @@ bool ActionDriver::apply(const core::Effect& effect) {
     log::debug("running " + name + ": " + action.describe());
     auto kind = e->kind;
     auto id = e->id;
+    TimePoint started = m_clock ? m_clock() : TimePoint{};
     m_runner.run(name, action, environment(*e), m_config.actions.timeout,
-                 [this, kind, name, id](core::ActionOutcome outcome, const std::string& detail) {
+                 [this, kind, name, id, started](core::ActionOutcome outcome, const std::string& detail) {
                      bool ok = outcome == core::ActionOutcome::AlreadyInMode || outcome == core::ActionOutcome::Switched;
+                     if (m_finished && outcome != core::ActionOutcome::Cancelled) m_finished(name, ok, m_clock() - started);
                      if (!ok && outcome != core::ActionOutcome::Cancelled) log::warning(name + " failed: " + detail);
                      else if (outcome == core::ActionOutcome::Switched) log::info(name + ": " + detail);
                      m_feed(core::ActionFinished{kind, outcome, detail, id});

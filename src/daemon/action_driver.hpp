@@ -23,6 +23,13 @@ public:
     /** Starts or cancels an action for an action effect; false when the effect is not one. */
     bool apply(const core::Effect& effect);
 
+    /** Called when a run ends (not when cancelled): its name, success, and duration (metrics). */
+    using Finished = std::function<void(const std::string& name, bool ok, Duration took)>;
+    void observe(std::function<TimePoint()> now, Finished finished) {
+        m_clock = std::move(now);
+        m_finished = std::move(finished);
+    }
+
     /** The environment an action runs with (PROM_ROLE, PROM_REPLICA_ID, ...). */
     std::map<std::string, std::string> environment(const core::RunAction& run) const;
 
@@ -32,6 +39,8 @@ private:
     std::string m_self;
     Feed m_feed;
     ExtendTimeout m_extendTimeout;
+    std::function<TimePoint()> m_clock;
+    Finished m_finished;
 };
 
 }  // namespace prom::daemon

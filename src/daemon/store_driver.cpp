@@ -25,7 +25,30 @@ StoreDriver::StoreDriver(store::Store& store, std::string backend, Feed feed, No
       m_now(std::move(now)),
       m_healthChanged(std::move(healthChanged)) {}
 
+void StoreDriver::logFailure(const std::string& message) {
+    TimePoint now = m_now();
+    ++m_outageFailures;
+    if (m_outageFailures == 1) {
+        m_outageSince = now;
+        m_lastLogged = now;
+        log::warning(message);
+        return;
+    }
+    ++m_suppressed;
+    if (now - m_lastLogged < kLogEvery) return;
+    log::warning(message + " (" + std::to_string(m_suppressed) + " more store failures in the last " +
+                 std::to_string((now - m_lastLogged).count() / 1000) + " s)");
+    m_suppressed = 0;
+    m_lastLogged = now;
+}
+
 void StoreDriver::record(bool ok, const std::string& error) {
+    if (ok && m_outageFailures > 0) {
+        log::notice(m_backend + " answers again after " + std::to_string((m_now() - m_outageSince).count()) + " ms and " +
+                    std::to_string(m_outageFailures) + " failed requests");
+        m_outageFailures = 0;
+        m_suppressed = 0;
+    }
     m_lastReply = m_now();
     bool changed = ok != m_healthy || (!ok && error != m_lastError);
     m_healthy = ok;
@@ -38,11 +61,14 @@ template <class T>
 std::function<void(Result<T>)> StoreDriver::answer(std::string what, bool countsForHealth,
                                                    std::function<core::Event(const Error&)> onError,
                                                    std::function<core::Event(T&)> onValue) {
-    return [this, what = std::move(what), countsForHealth, onError = std::move(onError),
-            onValue = std::move(onValue)](Result<T> r) {
-        if (countsForHealth) record(r.ok(), r ? "" : r.error().message);
+    return [this, what = std::move(what), countsForHealth, onError = std::move(onError), onValue = std::move(onValue),
+            sent = m_now()](Result<T> r) {
+        if (countsForHealth) {
+            record(r.ok(), r ? "" : r.error().message);
+            if (m_latency) m_latency(m_now() - sent);
+        }
         if (!r) {
-            log::warning(what + " failed: " + r.error().message);
+            logFailure(what + " failed: " + r.error().message);
             m_feed(onError(r.error()));
             return;
         }

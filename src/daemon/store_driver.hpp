@@ -24,6 +24,9 @@ public:
     /** Starts the store request of a store effect; false when the effect is not one. */
     bool apply(const core::Effect& effect);
 
+    /** Called with the round trip of every lease and leader-key request (metrics). */
+    void observeLatency(std::function<void(Duration)> observer) { m_latency = std::move(observer); }
+
     bool healthy() const { return m_healthy; }
     const std::string& lastError() const { return m_lastError; }
     /** When the store last answered anything (success or error); epoch if never. */
@@ -36,15 +39,25 @@ private:
                                           std::function<core::Event(const Error&)> onError,
                                           std::function<core::Event(T&)> onValue);
     void record(bool ok, const std::string& error);
+    /** Logs a failure: the first of an outage at once, then a count every kLogEvery. */
+    void logFailure(const std::string& message);
+
+    /** During an outage identical failures are summarised this often (not ~4 lines a second). */
+    static constexpr Duration kLogEvery{10000};
 
     store::Store& m_store;
     std::string m_backend;
     Feed m_feed;
     Now m_now;
     HealthChanged m_healthChanged;
+    std::function<void(Duration)> m_latency;
     bool m_healthy = false;
     std::string m_lastError;
     TimePoint m_lastReply{};
+    std::uint64_t m_suppressed = 0;  ///< failures not logged since m_lastLogged
+    std::uint64_t m_outageFailures = 0;
+    TimePoint m_lastLogged{};
+    TimePoint m_outageSince{};
 };
 
 }  // namespace prom::daemon

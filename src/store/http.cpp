@@ -1,5 +1,7 @@
 #include "store/http.hpp"
 
+#include <strings.h>
+
 #include <stdexcept>
 
 #include "common/log.hpp"
@@ -26,7 +28,53 @@ struct Http::Request {
     }
 };
 
+namespace {
+
+// curl's codes for TLS failures do not say what to check, and a client certificate the server
+// refuses surfaces as a send or receive error on an https connection (TLS 1.3 finishes the
+// handshake before the server checks it). Maps them to "TLS: " and the setting to look at.
+std::string tlsProblem(CURLcode code, bool https) {
+    switch (code) {
+        case CURLE_PEER_FAILED_VERIFICATION:
+            return "the server's certificate was not accepted: check ca-file (the CA that signed etcd's --cert-file), "
+                   "the certificate's validity dates and that its subjectAltName names the endpoint's host";
+        case CURLE_SSL_CACERT_BADFILE:
+            return "cannot load ca-file: check its path, permissions and that it is PEM";
+        case CURLE_SSL_CERTPROBLEM:
+            return "cannot use cert-file/key-file: check their paths and permissions, that both are PEM and that "
+                   "key-file is the key of cert-file";
+        case CURLE_SSL_CONNECT_ERROR:
+            return "handshake failed: check that the endpoint serves https, and cert-file/key-file (a client "
+                   "certificate signed by etcd's --trusted-ca-file, not expired)";
+#if LIBCURL_VERSION_NUM >= 0x074d00
+        case CURLE_SSL_CLIENTCERT:
+#endif
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_CRL_BADFILE:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_ENGINE_NOTFOUND:
+        case CURLE_SSL_ENGINE_SETFAILED:
+        case CURLE_SSL_ENGINE_INITFAILED:
+        case CURLE_SSL_SHUTDOWN_FAILED:
+            return "check ca-file, cert-file and key-file";
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+            if (https)
+                return "the server closed the connection: it probably refused the client certificate; check cert-file "
+                       "and key-file (missing, expired, or not signed by etcd's --trusted-ca-file)";
+            return {};
+        default:
+            return {};
+    }
+}
+
+}  // namespace
+
 std::string HttpResponse::describe() const {
+    if (error.rfind("TLS: ", 0) == 0) return error;
     if (curl != CURLE_OK) return std::string(curl_easy_strerror(curl)) + (error.empty() ? "" : " (" + error + ")");
     std::string b = body.size() > 300 ? body.substr(0, 300) + "..." : body;
     while (!b.empty() && (b.back() == '\n' || b.back() == '\r')) b.pop_back();
@@ -111,6 +159,14 @@ void Http::finishDone() {
         curl_easy_getinfo(req->easy, CURLINFO_CONNECT_TIME, &connectTime);
         req->response.connectFailed = connectTime == 0.0;
         req->response.error = req->errorBuffer;
+        if (req->response.curl != CURLE_OK) {
+            const char* scheme = nullptr;
+            curl_easy_getinfo(req->easy, CURLINFO_SCHEME, &scheme);
+            std::string problem = tlsProblem(req->response.curl, scheme && strcasecmp(scheme, "https") == 0);
+            if (!problem.empty())
+                req->response.error = "TLS: " + problem + " (" + curl_easy_strerror(req->response.curl) +
+                                      (req->response.error.empty() ? "" : ": " + req->response.error) + ")";
+        }
         if (req->onData && !req->pending.empty()) {
             std::string data = std::move(req->pending);
             req->onData(data);

@@ -124,13 +124,21 @@ void Music::bootstrap(std::function<void(Result<Ok>)> done) {
     std::string ks = "/keyspaces/" + m_keyspace;
     std::string tb = ks + "/tables/Replicas";
     auto step5 = [this, tb, done](Result<Reply>) {
-        // Own row without lockref: a previous run's lockref survives, as in PROM.
-        std::string body = "{\"values\":{\"id\":" + json::quote(m_s.self) +
-                           ",\"isactive\":false,\"timeoflastupdate\":0},\"consistencyInfo\":{\"type\":\"eventual\"}}";
-        call("POST", tb + "/rows", body, [this, done](Result<Reply> r) {
-            if (!r) return done(r.error());
-            m_bootstrapped = true;
-            done(Ok{});
+        // Own row. PROM writes {isactive: false, timeoflastupdate: 0} here, which makes a
+        // restarted holder look dead to every PROM peer until its first heartbeat: they release
+        // its lock (issue 15). An existing row only gets a fresh timeoflastupdate (isactive and
+        // lockref stay, so a previous lockref survives, as in PROM); a new row is written as a
+        // passive that is alive now.
+        readRow("id=" + m_s.self, [this, tb, done](Result<std::optional<json::Value>> row) {
+            bool exists = !row || row.value();  // unknown: assume it exists, touch only the time
+            std::string body = "{\"values\":{\"id\":" + json::quote(m_s.self) + (exists ? "" : ",\"isactive\":false") +
+                               ",\"timeoflastupdate\":" + std::to_string(wallMillis()) +
+                               "},\"consistencyInfo\":{\"type\":\"eventual\"}}";
+            call("POST", tb + "/rows", body, [this, done](Result<Reply> r) {
+                if (!r) return done(r.error());
+                m_bootstrapped = true;
+                done(Ok{});
+            });
         });
     };
     auto step4 = [this, tb, step5](Result<Reply>) {
@@ -185,7 +193,12 @@ void Music::ensureRef(std::function<void(Result<Ok>)> done) {
                 m_ref = ref;
                 writeRow(false, [finish](Result<Ok>) { finish(Ok{}); });
             };
-            if (!previous.empty()) return created(previous);
+            if (!previous.empty()) {
+                // The row already names it and bootstrap refreshed its time: writing
+                // isactive false here would misstate a holder that resumes.
+                m_ref = previous;
+                return finish(Ok{});
+            }
             call("POST", "/locks/create/" + m_lockName, "", [created, finish](Result<Reply> r) {
                 if (!r) return finish(r.error());
                 const json::Value* lock = r->body.find("lock");
@@ -209,12 +222,15 @@ void Music::writeRow(bool active, std::function<void(Result<Ok>)> done) {
 }
 
 void Music::acquire(std::function<void(Result<bool>)> done) {
-    call("GET", "/locks/acquire/" + m_ref, "", [this, done](Result<Reply> r) {
+    // The answer is about this reference: a concurrent call may have replaced m_ref meanwhile.
+    std::string ref = m_ref;
+    call("GET", "/locks/acquire/" + ref, "", [this, ref, done](Result<Reply> r) {
         if (!r) return done(r.error());
+        if (ref != m_ref) return done(false);
         if (r->success()) return done(true);
         if (!r->body.find("status")) return done(Error{"MUSIC acquire answered without a status: " + r->message()});
         if (staleRefMessage(r->message())) {
-            log::warning("MUSIC: our lock reference " + m_ref + " is gone (" + r->message() + ")");
+            log::warning("MUSIC: our lock reference " + ref + " is gone (" + r->message() + ")");
             m_ref.clear();
             m_holding = false;
         }
@@ -263,18 +279,19 @@ void Music::keepAlive(std::int64_t lease, std::function<void(Result<std::optiona
     if (lease != kSession) return done(std::optional<core::Duration>{});
     ensureRef([this, done](Result<Ok> r) {
         if (!r) return done(r.error());
-        writeRow(m_holding, [this, done](Result<Ok> w) {
-            if (!w) return done(w.error());
-            // The holder proves it still holds the lock on every heartbeat (PROM's activeFlow); a
-            // passive learns this way that peers released its reference (it re-joins the queue),
-            // which PROM 1.0.6 missed with MUSIC 3.2's messages.
-            bool wasHolding = m_holding;
-            acquire([this, done, wasHolding](Result<bool> a) {
-                if (!a) return done(a.error());
-                if (wasHolding && !a.value()) {
-                    m_holding = false;
-                    return done(std::optional<core::Duration>{});  // the lock is lost: so is the lease
-                }
+        // The holder proves it still holds the lock on every heartbeat (PROM's activeFlow); a
+        // passive learns this way that peers released its reference (it re-joins the queue),
+        // which PROM 1.0.6 missed with MUSIC 3.2's messages. The acquire comes before the row
+        // is written: the row must not name a reference peers released, with isactive true,
+        // since a PROM peer taking over waits on that row (issue 15).
+        bool wasHolding = m_holding;
+        acquire([this, done, wasHolding](Result<bool> a) {
+            if (!a) return done(a.error());
+            bool lost = wasHolding && !a.value();
+            if (lost) m_holding = false;
+            writeRow(m_holding, [this, done, lost](Result<Ok> w) {
+                if (lost) return done(std::optional<core::Duration>{});  // the lock is lost: so is the lease
+                if (!w) return done(w.error());
                 done(std::optional<core::Duration>(m_s.peerTimeout));
             });
         });

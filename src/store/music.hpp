@@ -10,8 +10,10 @@
 // reference ($name$x-0000000012 -> 12, $ks.table.key$12 -> 12), which grows with every
 // reference MUSIC creates, so a later holder always has a larger token. A peer is dead when
 // its timeoflastupdate has not changed for the timeout on this daemon's monotonic clock (no
-// synchronised clocks needed); a dead holder's reference is released and its row marked, as
-// PROM does.
+// synchronised clocks needed among prom replicas); a dead holder's reference is released and
+// its row marked, as PROM does. PROM 1.0.6 peers compare timeoflastupdate with their wall
+// clock, so the rows written here always carry the current wall time and never name a lock
+// reference MUSIC no longer holds for us.
 #include <map>
 
 #include "common/json.hpp"

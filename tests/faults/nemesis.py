@@ -3,10 +3,14 @@
 member, a prom daemon and a toy replica; randomized faults from a printed seed (rerun with
 --seed). Every active interval and token goes to the shared history, checked at the end.
 
-Faults: kill -9 prom; node crash (prom, its actions and the replica); freeze (SIGSTOP prom and
-replica for 2 x TTL, then SIGCONT); partition the active node (its link down); partition a
-passive; kill an etcd member; kill the etcd leader; quorum loss (two etcd members stopped,
-then restored); restart prom (graceful). The cluster heals between faults.
+Faults: kill -9 prom; node crash (prom, its actions, the replica and the node's etcd member
+killed AND its link cut: a crashed machine closes no TCP connection, so peers must notice by
+their own timeouts); freeze (SIGSTOP prom and replica for 2 x TTL, then SIGCONT); partition the
+active node (its link down); partition a passive; partition the node hosting the first store
+endpoint; every store endpoint refusing connections for 2 x TTL (nftables reject with TCP reset
+in every node; prom's CPU is measured meanwhile); kill an etcd member; kill the etcd leader;
+quorum loss (two etcd members stopped, then restored); restart prom (graceful). The cluster
+heals between faults.
 
 Per run it prints: faults by kind, overlaps (zero allowed outside freeze; the freeze's bounded
 overlap is reported separately), tokens never shared or reused, failover latency per fault
@@ -30,8 +34,8 @@ import history_check  # noqa: E402
 from harness import ETCD, TOY_REPLICA, kill_with_actions, log, post, prom_toml, wait_for  # noqa: E402
 
 TTL_MS, MARGIN_MS = 2000, 500
-KINDS = ["kill-prom", "node-crash", "freeze", "partition-active", "partition-passive", "kill-etcd-member",
-         "kill-etcd-leader", "quorum-loss", "restart-prom"]
+KINDS = ["kill-prom", "node-crash", "freeze", "partition-active", "partition-passive", "partition-first-endpoint",
+         "endpoints-refuse", "kill-etcd-member", "kill-etcd-leader", "quorum-loss", "restart-prom"]
 
 
 def sh(*cmd, check=True):
@@ -66,6 +70,17 @@ class Net:
     def heal(self, i):
         sh("ip", "link", "set", self.hostveth[i], "up")
 
+    def refuse_store(self, on):
+        """Every node rejects TCP to the etcd client port with a reset (peers keep their quorum)."""
+        for ns in self.ns:
+            if on:
+                sh("ip", "netns", "exec", ns, "nft", "add table inet promrefuse")
+                sh("ip", "netns", "exec", ns, "nft",
+                   "add chain inet promrefuse input { type filter hook input priority 0 ; }")
+                sh("ip", "netns", "exec", ns, "nft", "add rule inet promrefuse input tcp dport 2379 reject with tcp reset")
+            else:
+                sh("ip", "netns", "exec", ns, "nft", "delete table inet promrefuse", check=False)
+
     def destroy(self):
         for i in range(3):
             sh("ip", "netns", "del", self.ns[i], check=False)
@@ -92,7 +107,9 @@ class Node:
                                     "--listen-client-urls", f"http://{ip}:2379", "--advertise-client-urls", f"http://{ip}:2379",
                                     "--listen-peer-urls", f"http://{ip}:2380", "--initial-advertise-peer-urls",
                                     f"http://{ip}:2380", "--initial-cluster", cluster, "--initial-cluster-token", self.net.tag,
-                                    "--initial-cluster-state", "existing" if self.started_etcd else "new"],
+                                    "--initial-cluster-state", "existing" if self.started_etcd else "new",
+                                    # An operator's etcd 3.4: a rejoining member must not force an election.
+                                    "--pre-vote"],
                                    f"etcd{self.i}.log")
         self.started_etcd = True
 
@@ -134,6 +151,15 @@ class Node:
                 self.promp.wait()
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds (proc(5)); None once it is gone."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def write_config(workdir, net, app, ttl_ms, margin_ms, monitor_ms):
     """The toy replica script and prom.conf shared by the three nodes (WORKDIR/prom.conf)."""
     script = os.path.join(workdir, "ensure.sh")
@@ -158,6 +184,7 @@ class Suite:
         self.freeze_windows = []
         self.quorum_loss = []
         self.latency = {k: [] for k in KINDS}
+        self.refuse_cpu = []
         self.count = {k: 0 for k in KINDS}
 
     def state(self, i):
@@ -221,7 +248,10 @@ class Suite:
             n.start_prom()
             expect_takeover = False
         elif kind == "node-crash":
+            # The link goes silent first, as when a machine dies: no FIN, no RST to anyone.
+            self.net.cut(active)
             n.kill_prom(with_actions=True)
+            n.kill_etcd()
             self.crash_replica(active)
         elif kind == "freeze":
             n.signal_prom(signal.SIGSTOP)
@@ -230,6 +260,22 @@ class Suite:
             self.freeze_windows.append((t0, time.time() + 2.0))
         elif kind == "partition-active":
             self.net.cut(active)
+        elif kind == "partition-first-endpoint":
+            # The member every replica tries first becomes unreachable (requests time out).
+            self.net.cut(0)
+            expect_takeover = active == 0
+        elif kind == "endpoints-refuse":
+            pids = [m.prom_pid() for m in self.nodes if m.promp and m.promp.poll() is None]
+            before = {p: cpu_seconds(p) for p in pids}
+            self.net.refuse_store(True)
+            time.sleep(2 * TTL_MS / 1000)
+            took = time.time() - t0
+            for p in pids:
+                if before[p] is not None and cpu_seconds(p) is not None:
+                    self.refuse_cpu.append((cpu_seconds(p) - before[p]) / took)
+            self.net.refuse_store(False)
+            # The active demoted at its deadline; after the store returns any replica may win.
+            expect_takeover = True
         elif kind == "partition-passive":
             self.net.cut(passive)
             expect_takeover = False
@@ -256,7 +302,8 @@ class Suite:
         if expect_takeover:
             # After a graceful restart, or a freeze during which etcd's leader changes kept
             # resetting the lease, the same replica may win again: any new start counts.
-            others = (lambda: [i for i in self.actives() if i != active]) if kind not in ("restart-prom", "freeze") else (
+            others = (lambda: [i for i in self.actives() if i != active]) if kind not in ("restart-prom", "freeze",
+                                                                                          "endpoints-refuse") else (
                 lambda: [e for e in history_check.parse(self.history) if e[1] == "start" and e[0] >= t0])
             try:
                 wait_for(lambda: len(others()) > 0, 3 * TTL_MS / 1000 + 5, "a takeover")
@@ -335,6 +382,8 @@ class Suite:
                   f"freeze overlaps (a frozen active resumed after a takeover): {len(freeze_overlaps)}, max "
                   f"{max((o[0] for o in freeze_overlaps), default=0):.3f} s",
                   f"token problems (shared or backwards): {len(token_problems)}",
+                  f"prom CPU while every endpoint refused: max {100 * max(self.refuse_cpu, default=0):.2f} % of a core "
+                  f"over {len(self.refuse_cpu)} daemon-faults",
                   f"time with an active replica, outside quorum loss: {100 * fraction:.1f} %"]
         summary = "\n".join(lines)
         print(summary)

@@ -169,6 +169,11 @@ class MusicEmulator:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.control}/state", timeout=2) as r:
             return json.loads(r.read())
 
+    def journal(self):
+        """Every row write and lock release so far (music_emulator.py /journal)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.control}/journal", timeout=5) as r:
+            return json.loads(r.read())
+
     def stop(self):
         self.proc.kill()
         self.proc.wait()

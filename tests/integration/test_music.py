@@ -17,6 +17,10 @@ with Test("music") as t:
     log(f"clean start: replica {active} active after {time.monotonic() - t0:.3f} s")
     time.sleep(2 * TIMEOUT)
     assert c.actives() == [active], c.actives()
+    # The first lock reference is x-0000000000, as ZooKeeper numbers it: a holder with fencing
+    # token 0 is a holder (the election must not read token 0 as "not held" and stay promoting).
+    roles = [line.split("role ", 1)[1].split(" (")[0] for line in c.log(active).splitlines() if " role " in line]
+    assert roles and roles[-1].endswith("-> active"), f"replica {active} (token 0) reports: {roles}"
 
     # rows after a run: PROM's layout and types
     st = music.state()

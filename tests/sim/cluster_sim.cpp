@@ -972,15 +972,15 @@ private:
 
     /** The fence held by PID 1 (prom@.service ExecStopPost, prom(8) FENCE): when prom dies while
      *  its service may be active, systemd runs the saved ensure-passive at the persisted deadline
-     *  unless prom has been restarted by then (the restarted prom takes the deadline over). */
+     *  unless a restarted prom has resumed the leadership by then (it then removes the armed
+     *  copy); a restarted prom that did not resume leaves the fence armed. */
     void armFence(Replica& r) {
         if (!m_opt.fence || !r.persistedDeadline) return;
-        std::uint64_t inc = r.incarnation;
-        schedule(toReal(r, *r.persistedDeadline), [this, &r, inc] {
-            if (r.incarnation != inc || r.up) return;
+        schedule(toReal(r, *r.persistedDeadline), [this, &r] {
+            if (r.up && r.core && r.core->holdsLeadership()) return;
             trace("r" + r.id + " fence: ensure-passive at the persisted deadline");
-            schedule(m_now + m_actRng.between(5, m_maxPassive), [this, &r, inc] {
-                if (r.incarnation == inc) endActive(r);
+            schedule(m_now + m_actRng.between(5, m_maxPassive), [this, &r] {
+                if (!(r.up && r.core && r.core->holdsLeadership())) endActive(r);
             });
         });
     }

@@ -8,6 +8,8 @@ to misbehave (down, slow, HTTP 500, garbage, HTML, empty, truncated, no "status"
     music_emulator.py --ports P1,P2 --control PC [--user U --password W]
     POST http://127.0.0.1:PC/fault  {"port": P1, "mode": "ok|down|slow|500|garbage|html|empty|truncated|nostatus", "delay_ms": N}
     GET  http://127.0.0.1:PC/state   the rows and lock queues, as JSON
+    GET  http://127.0.0.1:PC/journal every row write (the row after it, with the heads of the lock
+                                     queues then) and every lock release, with wall-clock times
 """
 import argparse
 import base64
@@ -18,9 +20,17 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
-STATE = {"keyspaces": {}, "locks": {}, "seq": 0, "requests": 0}
+STATE = {"keyspaces": {}, "locks": {}, "seq": {}, "requests": 0}
 FAULTS = {}
 AUTH = {}
+# What peers could have seen between two polls: a row state that lasts a few milliseconds
+# (a heartbeat of 0, a released lock reference written back) is in here.
+JOURNAL = []
+
+
+def journal_row(row):
+    heads = {name: q[0] for name, q in STATE["locks"].items() if q}
+    JOURNAL.append({"t": time.time(), "op": "row", "row": dict(row), "heads": heads})
 
 COLUMN_TYPES = {"id": "text", "isactive": "boolean", "timeoflastupdate": "varint", "lockref": "text"}
 
@@ -70,12 +80,17 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def body(self):
+    def drain(self):
+        # Every request's body is read before routing, also where the route ignores it: with
+        # keep-alive an unread body would be parsed as the next request on the connection.
         n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
-        return json.loads(raw) if raw.strip() else {}
+        self.raw = self.rfile.read(n) if n else b""
+
+    def body(self):
+        return json.loads(self.raw) if self.raw.strip() else {}
 
     def handle_one(self, method):
+        self.drain()
         port = self.server.server_port
         fault = FAULTS.get(port, {})
         if fault.get("mode") == "down":
@@ -88,7 +103,8 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             STATE["requests"] += 1
         url = urllib.parse.urlsplit(self.path)
-        query = dict(urllib.parse.parse_qsl(url.query))
+        # Blank values are kept: rows?lockref= asks for the rows whose lockref is "".
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         parts = [urllib.parse.unquote(p) for p in url.path.split("/") if p]
         if parts[:3] != ["MUSIC", "rest", "v2"]:
             return self.reply(404, {"Exception": "Not Found"})
@@ -97,6 +113,12 @@ class Handler(BaseHTTPRequestHandler):
             ok = h.startswith("Basic ") and base64.b64decode(h[6:]).decode() == f"{AUTH['user']}:{AUTH['password']}"
             if not ok:
                 return self.reply(401, {"Exception": "Authentication error"})
+        # MUSIC's resources @Consumes(application/json): JAX-RS answers 415 to any other media
+        # type, and a body without a Content-Type is not JSON to it either.
+        ctype = self.headers.get("Content-Type")
+        media = ctype.split(";")[0].strip().lower() if ctype else None
+        if (media is not None and media != "application/json") or (media is None and self.raw):
+            return self.reply(415, {"Exception": f"Unsupported Media Type: {ctype or 'none'}"})
         p = parts[3:]
         try:
             with LOCK:
@@ -134,6 +156,7 @@ class Handler(BaseHTTPRequestHandler):
                                                             "timeoflastupdate": None, "lockref": None})
                     for k, v in values.items():
                         row[k] = convert(table, k, v)
+                    journal_row(row)
                     return self.reply(200, {"status": "SUCCESS", "message": "Insert Successful"})
                 if method == "PUT":
                     values = self.body()["values"]
@@ -144,9 +167,13 @@ class Handler(BaseHTTPRequestHandler):
                                                         "lockref": None})
                     for k, v in values.items():
                         row[k] = convert(table, k, v)
+                    journal_row(row)
                     return self.reply(200, {"status": "SUCCESS", "message": "Update Successful"})
                 if method == "GET":
-                    found = [r for r in rows.values() if all(str(r.get(k)) == v for k, v in query.items())]
+                    # A blank value selects nothing: real MUSIC answers rows?lockref= (PROM's query
+                    # when the lock queue is empty) with no rows, not with every row.
+                    found = [r for r in rows.values()
+                             if all(v != "" and str(r.get(k)) == v for k, v in query.items())]
                     result = {f"row {i}": r for i, r in enumerate(found)}
                     body = {"status": "SUCCESS", "result": result}
                     if not found:
@@ -158,8 +185,11 @@ class Handler(BaseHTTPRequestHandler):
                 name = p[2]
                 if len(name.split(".")) < 3:
                     return self.reply(400, {"status": "FAILURE", "error": "Lock Id is null"})
-                STATE["seq"] += 1
-                ref = f"${name}$x-{STATE['seq']:010d}"
+                # ZooKeeper numbers a parent's sequential children from 0: the first reference
+                # of a lock is x-0000000000.
+                seq = STATE["seq"].get(name, 0)
+                STATE["seq"][name] = seq + 1
+                ref = f"${name}$x-{seq:010d}"
                 locks.setdefault(name, []).append(ref)
                 return self.reply(200, {"status": "SUCCESS", "lock": {"lock": ref}})
             if p[1] == "acquire" and method == "GET":
@@ -185,6 +215,7 @@ class Handler(BaseHTTPRequestHandler):
                 if ref not in locks.get(name, []):
                     return self.reply(400, {"Exception": "Lock doesn't exists. Release lock operation failed."})
                 locks[name].remove(ref)
+                JOURNAL.append({"t": time.time(), "op": "release", "ref": ref})
                 return self.reply(200, {"status": "SUCCESS", "lock": {"lock": ref, "lock-status": "UNLOCKED"}})
         return self.reply(404, {"Exception": "Not Found"})
 
@@ -213,7 +244,7 @@ class Control(BaseHTTPRequestHandler):
 
     def do_GET(self):
         with LOCK:
-            data = json.dumps(STATE).encode()
+            data = json.dumps(JOURNAL if self.path == "/journal" else STATE).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

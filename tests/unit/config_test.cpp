@@ -57,13 +57,22 @@ const std::string kMinimal = "app-name = \"app\"\nreplicas = [\"0\", \"1\"]\n" +
 
 }  // namespace
 
+// The sample's action program (/usr/lib/votingapp/ensure) does not exist on a test host: the
+// program check is tested on its own below, the rest of the sample here.
+std::string withProgram(std::string text, const std::string& program) {
+    for (std::size_t pos = 0; (pos = text.find("/usr/lib/votingapp/ensure", pos)) != std::string::npos; pos += program.size())
+        text.replace(pos, 25, program);
+    return text;
+}
+
 TEST(ShippedSample, Validates) {
-    auto r = load(std::string(PROM_SOURCE_DIR) + "/conf/prom.conf", "0");
+    std::string path = std::string(PROM_SOURCE_DIR) + "/conf/prom.conf";
+    auto r = loadText(path, withProgram(slurp(path), "/bin/true"), "0");
     ASSERT_TRUE(r.config) << errors(r);
     EXPECT_EQ(r.config->appName, "votingapp");
     EXPECT_EQ(r.config->replicas.size(), 3u);
     EXPECT_EQ(r.config->settingsOf("1").priority, 10);
-    EXPECT_EQ(r.config->settingsOf("2").ensureActive.command, "/usr/lib/votingapp/ensure 2 active");
+    EXPECT_EQ(r.config->settingsOf("2").ensureActive.command, "/bin/true 2 active");
 }
 
 TEST(TomlConfig, AppliesDesignDefaults) {
@@ -111,8 +120,9 @@ TEST(TomlConfig, AcceptsStopUnitTables) {
 }
 
 TEST(PromJson, MapsToTheSameConfigAsTheEquivalentToml) {
-    auto fromJson = load(std::string(PROM_SOURCE_DIR) + "/tests/data/prom-sample.json", "0");
-    auto fromToml = load(std::string(PROM_SOURCE_DIR) + "/tests/data/prom-sample-equivalent.conf", "0");
+    // The samples name programs of a PROM deployment that this host does not have.
+    auto fromJson = load(std::string(PROM_SOURCE_DIR) + "/tests/data/prom-sample.json", "0", HostChecks::Skip);
+    auto fromToml = load(std::string(PROM_SOURCE_DIR) + "/tests/data/prom-sample-equivalent.conf", "0", HostChecks::Skip);
     ASSERT_TRUE(fromJson.config) << errors(fromJson);
     ASSERT_TRUE(fromToml.config) << errors(fromToml);
     EXPECT_TRUE(*fromJson.config == *fromToml.config);
@@ -134,8 +144,8 @@ TEST(PromJson, ReadsScalarsGivenAsStringsOrNumbers) {
 }
 
 TEST(PromJson, SplitsCommandsOnSpacesLikePromWithoutAShell) {
-    auto r = json(R"({"app-name":"a","replica-id-list":["0"],"music-location":["h"],"prom-timeout":5000,
-        "no-of-retry-attempts":1,"ensure-active-0":"/x/ensure  0 active","ensure-passive-0":"/x/ensure 0 passive"})");
+    auto r = loadText("config.json", R"({"app-name":"a","replica-id-list":["0"],"music-location":["h"],"prom-timeout":5000,
+        "no-of-retry-attempts":1,"ensure-active-0":"/x/ensure  0 active","ensure-passive-0":"/x/ensure 0 passive"})", "", HostChecks::Skip);
     ASSERT_TRUE(r.config) << errors(r);
     EXPECT_EQ(r.config->settingsOf("0").ensureActive.argv, (std::vector<std::string>{"/x/ensure", "0", "active"}));
 }
@@ -143,7 +153,7 @@ TEST(PromJson, SplitsCommandsOnSpacesLikePromWithoutAShell) {
 TEST(PromJson, DirectoryMeansDirConfigJson) {
     std::string dir = tempDir();
     std::ofstream(dir + "/config.json") << slurp(std::string(PROM_SOURCE_DIR) + "/tests/data/prom-sample.json");
-    auto r = load(dir, "1");
+    auto r = load(dir, "1", HostChecks::Skip);
     ASSERT_TRUE(r.config) << errors(r);
     EXPECT_EQ(r.config->path, dir + "/config.json");
 }
@@ -245,7 +255,7 @@ TEST(BadConfig, EmptyReplicaList) { expectError(toml("app-name = \"a\"\nreplicas
 
 TEST(BadConfig, MonitorIntervalNotShorterThanTimeout) {
     expectError(toml(kMinimal + "[election]\nmonitor-interval-ms = 5000\n"),
-                "election.monitor-interval-ms (5000 ms) must be shorter than election.timeout-ms (5000 ms)", 8, 23);
+                "election.monitor-interval-ms (5000 ms) must be shorter than election.timeout-ms (5000 ms, the default)", 8, 23);
 }
 
 TEST(BadConfig, DemoteMarginThatWouldDemoteAHealthyActive) {
@@ -283,14 +293,6 @@ TEST(BadConfig, ZeroRetryAttemptsInPromJson) {
     expectError(json("{\"no-of-retry-attempts\": 0}"), "would never run an ensure script");
 }
 
-TEST(ConfigWarnings, MarginShorterThanActionTimeoutIsAWarningNotAnError) {
-    auto r = toml(kMinimal);
-    ASSERT_TRUE(r.config);
-    bool warned = false;
-    for (const auto& d : r.diagnostics)
-        warned |= d.severity == Diagnostic::Severity::Warning && d.message.find("demote-margin-ms (1250 ms) is shorter") != std::string::npos;
-    EXPECT_TRUE(warned) << errors(r);
-}
 
 TEST(ConfigWarnings, TimeoutBelowEtcdMinimumLeaseWarnsWithTheEffectiveValue) {
     auto r = toml(kMinimal + "[election]\ntimeout-ms = 1500\nmonitor-interval-ms = 200\ndemote-margin-ms = 300\n");

@@ -193,3 +193,24 @@ TEST(StatusPublisher, StoreRecoveryClearsOnlyTheStoresError) {
     p.storeHealth(true, "");
     EXPECT_EQ(p.status().lastError, "ensure-active failed (1/3): exit 1");
 }
+
+TEST(StoreDriver, AnOutageIsLoggedOnceThenSummarisedNotLineByLine) {
+    StoreFixture f;
+    testing::internal::CaptureStderr();
+    for (int i = 0; i < 44; ++i) {  // 4 failures a second for 11 s
+        f.driver.apply(core::ReadLeader{static_cast<core::RequestId>(i + 1)});
+        f.store.read(Error{"connection refused"});
+        f.clock += 250ms;
+    }
+    f.driver.apply(core::ReadLeader{99});
+    f.store.read(core::LeaderRead{{}, 7});
+    std::string out = testing::internal::GetCapturedStderr();
+    auto count = [&](const std::string& needle) {
+        std::size_t n = 0;
+        for (auto p = out.find(needle); p != std::string::npos; p = out.find(needle, p + 1)) ++n;
+        return n;
+    };
+    EXPECT_EQ(count("reading the leader key failed"), 2u) << out;  // the first, one summary
+    EXPECT_EQ(count("more store failures"), 1u) << out;
+    EXPECT_EQ(count("answers again after 11000 ms and 44 failed requests"), 1u) << out;
+}

@@ -845,3 +845,24 @@ TEST(Stop, WhileDemotingLetsEnsurePassiveFinishBeforeExiting) {
     s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
     EXPECT_NE(s.findSinceMark<Exit>(), nullptr);
 }
+
+TEST(FencingToken, AKeyWithTokenZeroFoundOnOurLeaseIsOurs) {
+    // MUSIC: the replica learns it heads the lock queue (token 0) from a read, not a campaign.
+    Sim s;
+    s.toPassive();
+    s.feed(WatchEvent{{true, "0", kLease, 0, {}}, 5});
+    EXPECT_TRUE(s.e().holdsLeadership());
+    EXPECT_EQ(s.e().role(), Role::Promoting);
+}
+
+TEST(ActiveReplica, AKeyFoundOursOnALeasePastItsDeadlineIsNotTakenUp) {
+    // Seed 1000509702 (long run): keepalives failed for a while, then a read said the key was
+    // still ours; the replica ran ensure-active after its deadline while the store expired it.
+    Sim s;
+    s.toPassive();
+    s.storeSilent(3800ms);  // past lastAckSent + TTL - margin
+    s.mark();
+    s.feed(LeaderRead{{true, "0", kLease, 9, {}}, 9});
+    EXPECT_FALSE(s.e().holdsLeadership());
+    EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsureActive));
+}
