@@ -248,7 +248,7 @@ TEST(FastMode, PassiveTakesOverOnceAMajorityWithdrewTheActivesEpoch) {
 
 TEST(FastMode, HeartbeatsOfTheHoldersEpochKeepThePassiveFromWithdrawing) {
     Fast f;
-    f.toPassive();
+    f.toPassive({}, 1, {"2"});
     // Replica 1 wins the race: its key (created after this replica's first read) is supportable.
     f.feed(CampaignResult{false, fastKey(7), 7, f.last<Campaign>()->id});
     TimePoint started = f.now;
