@@ -19,6 +19,8 @@ struct ReplicaState {
     bool paused = false;
     std::uint64_t lastTransitionUSec = 0;
     std::string lastError;
+    std::string mode = "lease";     ///< fast mode: "fast"
+    std::uint32_t peerSupport = 0;  ///< fast mode: peers supporting this replica's epoch
 };
 
 /** Answers of the daemon to a method call: "" = accepted, else a D-Bus error name. */
@@ -57,6 +59,8 @@ private:
     bool Paused() override { return m_state.paused; }
     uint64_t LastTransitionUSec() override { return m_state.lastTransitionUSec; }
     std::string LastError() override { return m_state.lastError; }
+    std::string Mode() override { return m_state.mode; }
+    uint32_t PeerSupport() override { return m_state.peerSupport; }
 
     void answer(const char* method, const std::function<Verdict()>& f);
     void flush();
