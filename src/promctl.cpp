@@ -238,7 +238,7 @@ std::string fitLastColumn(const std::string& text, std::size_t used) {
 }
 
 // Width of the columns before LAST-ERROR in the table below.
-constexpr std::size_t kFixedColumns = 10 + 12 + 10 + 8 + 8 + 6 + 6 + 19 + 8;
+constexpr std::size_t kFixedColumns = 10 + 12 + 10 + 8 + 8 + 6 + 6 + 6 + 8 + 19 + 10;
 
 int status(sdbus::IConnection& conn, Millis timeout) {
     auto all = instances(conn, timeout);
@@ -246,21 +246,27 @@ int status(sdbus::IConnection& conn, Millis timeout) {
         std::printf("no prom replica daemon on this bus\n");
         return 1;
     }
-    std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-19s %s\n", "REPLICA", "APP", "ROLE", "LEADER", "TOKEN",
-                "STORE", "PAUSED", "SINCE", "LAST-ERROR");
+    std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-6s %-8s %-19s %s\n", "REPLICA", "APP", "ROLE", "LEADER", "TOKEN",
+                "STORE", "PAUSED", "MODE", "SUPPORT", "SINCE", "LAST-ERROR");
     for (const auto& i : all) {
         if (!i.answered()) {
-            std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-19s %s\n", clean(i.id()).c_str(), "-", "NO-REPLY", "-",
-                        "-", "-", "-", "-", clean(i.error).c_str());
+            std::printf("%-10s %-12s %-10s %-8s %-8s %-6s %-6s %-6s %-8s %-19s %s\n", clean(i.id()).c_str(), "-", "NO-REPLY",
+                        "-", "-", "-", "-", "-", "-", "-", clean(i.error).c_str());
             continue;
         }
         // A leader seen before the store became unreachable may be stale: marked with "?".
         std::string leader = i.get<std::string>("Leader").empty() ? "-" : clean(i.get<std::string>("Leader"));
         if (!i.get<bool>("StoreHealthy")) leader += "?";
-        std::printf("%-10s %-12s %-10s %-8s %-8llu %-6s %-6s %-19s %s\n", clean(i.id()).c_str(),
+        // Fast mode: SUPPORT = peers supporting the active's epoch (only the holder has one).
+        std::string mode = i.get<std::string>("Mode").empty() ? "-" : clean(i.get<std::string>("Mode"));
+        std::string support = mode == "fast" && i.get<std::string>("Role") == "active"
+                                  ? std::to_string(i.get<std::uint32_t>("PeerSupport"))
+                                  : "-";
+        std::printf("%-10s %-12s %-10s %-8s %-8llu %-6s %-6s %-6s %-8s %-19s %s\n", clean(i.id()).c_str(),
                     clean(i.get<std::string>("AppName")).c_str(), clean(i.get<std::string>("Role")).c_str(),
                     leader.c_str(), static_cast<unsigned long long>(i.get<std::uint64_t>("FencingToken")),
-                    i.get<bool>("StoreHealthy") ? "ok" : "DOWN", i.get<bool>("Paused") ? "yes" : "no",
+                    i.get<bool>("StoreHealthy") ? "ok" : "DOWN", i.get<bool>("Paused") ? "yes" : "no", mode.c_str(),
+                    support.c_str(),
                     since(i.get<std::uint64_t>("LastTransitionUSec")).c_str(),
                     fitLastColumn(clean(i.get<std::string>("LastError")), kFixedColumns).c_str());
     }

@@ -30,6 +30,8 @@ void StatusPublisher::refresh(const core::Election& e) {
     m_status.leader = e.leader();
     m_status.fencingToken = static_cast<std::uint64_t>(e.token());
     m_status.paused = e.paused();
+    m_status.mode = e.fastMode() ? "fast" : "lease";
+    m_status.peerSupport = e.peerSupport();
     push();
 }
 

@@ -19,6 +19,8 @@ struct Status {
     bool paused = false;
     std::uint64_t lastTransitionUSec = 0;
     std::string lastError;
+    std::string mode = "lease";
+    std::uint32_t peerSupport = 0;
     bool operator==(const Status&) const = default;
 };
 
