@@ -286,23 +286,22 @@ def main():
     log(f"work directory {root}")
     rows, parts, fast_rows, cpu_rows = [], [], [], []
     runs = 0 if a.partition_only else a.runs
-    empty = ([], 0.0)
     for tuned in (False, True):
         net = Net(str(os.getpid() % 100000 + int(tuned)), f"10.{180 + int(tuned)}.{os.getpid() % 250}")
         label = "tuned" if tuned else "defaults"
         kc = kg = pc = pg = []
-        kp = pp = fp = empty
+        kp = pp = fp = None
         try:
             if "keepalived" in sides:
                 k = Keepalived(root, net, tuned)
-                log(f"keepalived ({'advert_int 0.1, VRRPv3' if tuned else 'advert_int 1'}): {runs} crash + {runs} graceful")
+                log(f"keepalived ({'advert_int 0.1, VRRPv3' if tuned else 'advert_int 1'}): {runs} crash + {0 if a.crash_only else runs} graceful")
                 kc, kg = measure(k, runs, 1.0 if not tuned else 0.5, a.crash_only)
                 kp = partition(k, net, 10)
                 k.stop_all()
             if "prom" in sides:
                 p = Prom(root, net, tuned, a.prom)
                 time.sleep(3)  # the etcd cluster forms
-                log(f"prom ({'etcd tuned, TTL 1 s' if tuned else 'TTL 5 s'}): {runs} crash + {runs} graceful")
+                log(f"prom ({'etcd tuned, TTL 1 s' if tuned else 'TTL 5 s'}): {runs} crash + {0 if a.crash_only else runs} graceful")
                 pc, pg = measure(p, runs, 1.0 if tuned else 2.0, a.crash_only)
                 pp = partition(p, net, 10)
                 p.stop_all()
@@ -350,9 +349,10 @@ def main():
               f"{statistics.median(p) * 1000:.0f} / {pct(p, 95) * 1000:.0f} | {statistics.median(p) / statistics.median(k):.2f} |")
     print()
     print("Partition of the active node for 10 s (history checker):")
-    for label, (kv, ko), (pv, po), (fv, fo) in parts:
-        print(f"- {label}: keepalived {len(kv)} overlap(s), longest {ko:.2f} s; prom {len(pv)} overlap(s), longest {po:.3f} s; "
-              f"prom fast mode {len(fv)} overlap(s), longest {fo:.3f} s")
+    def verdict(name, r):
+        return f"{name} not run" if r is None else f"{name} {len(r[0])} overlap(s), longest {r[1]:.3f} s"
+    for label, kp, pp, fp in parts:
+        print(f"- {label}: " + "; ".join([verdict("keepalived", kp), verdict("prom", pp), verdict("prom fast mode", fp)]))
 
 
 if __name__ == "__main__":
