@@ -634,21 +634,26 @@ void validateFastMode(Raw& raw, Sink& sink) {
     if (!fast) {
         for (const auto& [id, s] : c.replica)
             if (s.witness)
-                sink.error(c.locate("replica." + id), "[replica." + id + "] witness = true needs election.mode = \"fast\"");
+                sink.error(c.locate("replica." + id),
+                           "[replica." + id + "] witness = true needs election.mode = \"fast\"");
         return;
     }
     if (c.store.backend != Backend::Etcd)
         sink.error(c.locate("election.mode"), "election.mode = \"fast\" needs store.backend = \"etcd\"");
     if (e.heartbeat < Millis(5))
-        sink.error(c.locate("election.heartbeat-ms"), "election.heartbeat-ms (" + ms(e.heartbeat) + ") must be at least 5 ms");
+        sink.error(c.locate("election.heartbeat-ms"),
+                   "election.heartbeat-ms (" + ms(e.heartbeat) + ") must be at least 5 ms");
     // Eight heartbeats per support period: a few lost datagrams must not cost the active its role.
     if (e.support < 8 * e.heartbeat)
-        sink.error(c.locate("election.support-ms"), "election.support-ms (" + ms(e.support) + ") must be at least 8 x election.heartbeat-ms (" +
-                                                        ms(8 * e.heartbeat) + "): raise support-ms or lower heartbeat-ms");
+        sink.error(c.locate("election.support-ms"),
+                   "election.support-ms (" + ms(e.support) + ") must be at least 8 x election.heartbeat-ms (" +
+                       ms(8 * e.heartbeat) + "): raise support-ms or lower heartbeat-ms");
     const Millis ttl(leaseTtlSeconds(e) * 1000);
     if (e.support >= ttl - e.demoteMargin)
-        sink.error(c.locate("election.support-ms"), "election.support-ms (" + ms(e.support) + ") must be shorter than the lease deadline (TTL - demote-margin = " +
-                                                        ms(ttl - e.demoteMargin) + "): lower support-ms or raise election.timeout-ms");
+        sink.error(c.locate("election.support-ms"),
+                   "election.support-ms (" + ms(e.support) +
+                       ") must be shorter than the lease deadline (TTL - demote-margin = " + ms(ttl - e.demoteMargin) +
+                       "): lower support-ms or raise election.timeout-ms");
     std::set<std::string> addresses;
     int voters = 0, candidates = 0;
     for (const auto& id : c.replicas) {
@@ -662,12 +667,17 @@ void validateFastMode(Raw& raw, Sink& sink) {
             sink.error(where, "[replica." + id + "] address = \"" + s.address + "\" must be host:port");
         else if (!addresses.insert(s.address).second)
             sink.error(where, "[replica." + id + "] address = \"" + s.address + "\" is used by another replica");
-        if (id.size() > 32) sink.error(where, "replica id \"" + id + "\" is longer than 32 bytes, the limit of fast mode's peer datagrams");
+        if (id.size() > 32)
+            sink.error(where,
+                       "replica id \"" + id + "\" is longer than 32 bytes, the limit of fast mode's peer datagrams");
     }
-    if (candidates == 0) sink.error(c.locate("replicas"), "every replica is a witness: at least one must be able to become active");
+    if (candidates == 0)
+        sink.error(c.locate("replicas"), "every replica is a witness: at least one must be able to become active");
     if (voters == 2)
-        sink.warning(c.locate("replicas"), "fast mode with two replicas needs a third vote: add a witness replica ([replica.ID] witness = true), "
-                                           "or a majority is lost with either replica");
+        sink.warning(
+            c.locate("replicas"),
+            "fast mode with two replicas needs a third vote: add a witness replica ([replica.ID] witness = true), "
+            "or a majority is lost with either replica");
 }
 
 }  // namespace prom::config

@@ -35,7 +35,8 @@ std::array<std::uint8_t, kMacSize> mac(const std::string& key, const std::uint8_
 }  // namespace
 
 std::vector<std::uint8_t> encode(const Message& m, const std::string& key) {
-    if (m.from.empty() || m.from.size() > kMaxIdLength) throw std::invalid_argument("peer message: replica id must be 1..32 bytes");
+    if (m.from.empty() || m.from.size() > kMaxIdLength)
+        throw std::invalid_argument("peer message: replica id must be 1..32 bytes");
     std::vector<std::uint8_t> out;
     out.reserve(kDatagramSize);
     out.insert(out.end(), kMagic, kMagic + 4);
@@ -57,11 +58,13 @@ std::vector<std::uint8_t> encode(const Message& m, const std::string& key) {
 }
 
 Result<Message> decode(std::span<const std::uint8_t> d, const std::string& key) {
-    if (d.size() != kDatagramSize) return Error{"wrong size " + std::to_string(d.size()) + " (want " + std::to_string(kDatagramSize) + ")"};
+    if (d.size() != kDatagramSize)
+        return Error{"wrong size " + std::to_string(d.size()) + " (want " + std::to_string(kDatagramSize) + ")"};
     if (!std::equal(kMagic, kMagic + 4, d.begin())) return Error{"not a prom peer datagram (magic)"};
     // Authenticate before trusting any field.
     auto tag = mac(key, d.data(), d.size() - kMacSize);
-    if (CRYPTO_memcmp(tag.data(), d.data() + d.size() - kMacSize, kMacSize) != 0) return Error{"bad HMAC (wrong peer key?)"};
+    if (CRYPTO_memcmp(tag.data(), d.data() + d.size() - kMacSize, kMacSize) != 0)
+        return Error{"bad HMAC (wrong peer key?)"};
     const std::uint8_t* p = d.data() + 4;
     Message m;
     if (p[0] != 1 && p[0] != 2) return Error{"unknown type " + std::to_string(p[0])};

@@ -16,7 +16,12 @@ Per run it prints: faults by kind, overlaps (zero allowed outside freeze; the fr
 overlap is reported separately), tokens never shared or reused, failover latency per fault
 kind, and the fraction of time with an active replica outside quorum loss.
 
-    nemesis.py --prom BUILD/prom --faults N [--seed S] [--summary FILE]
+With --fast, prom runs in fast mode (peer support over UDP, heartbeat 25 ms, support 200 ms)
+and the faults also include: one-way loss of the active's peer datagrams (outgoing or incoming,
+nftables), 30 % random loss on the active's peer input, and prom freezes of 50, 150 and 500 ms
+(longer than fast mode's 50 ms stop margin: their overlaps are reported with the freezes).
+
+    nemesis.py --prom BUILD/prom --faults N [--seed S] [--summary FILE] [--fast]
 """
 import argparse
 import os
@@ -36,6 +41,33 @@ from harness import ETCD, TOY_REPLICA, kill_with_actions, log, post, prom_toml, 
 TTL_MS, MARGIN_MS = 2000, 500
 KINDS = ["kill-prom", "node-crash", "freeze", "partition-active", "partition-passive", "partition-first-endpoint",
          "endpoints-refuse", "kill-etcd-member", "kill-etcd-leader", "quorum-loss", "restart-prom"]
+# --fast only (appended, so that the schedules of lease-mode seeds stay the same)
+FAST_KINDS = ["peer-out-cut", "peer-in-cut", "peer-loss", "freeze-50ms", "freeze-150ms", "freeze-500ms"]
+
+
+def peer_filter(ns, hook, rule):
+    """nftables in one node: drop fast mode's peer datagrams (UDP 7947) on input or output."""
+    sh("ip", "netns", "exec", ns, "nft", "add table inet prompeer")
+    sh("ip", "netns", "exec", ns, "nft", f"add chain inet prompeer {hook} {{ type filter hook {hook} priority 0 ; }}")
+    sh("ip", "netns", "exec", ns, "nft", f"add rule inet prompeer {hook} {rule}")
+
+
+def peer_filter_clear(ns):
+    sh("ip", "netns", "exec", ns, "nft", "delete table inet prompeer", check=False)
+
+
+def write_fast_config(workdir, net):
+    """Fast mode on top of write_config's prom.conf (tuned timings, one key file)."""
+    key = os.path.join(workdir, "peer.key")
+    with open(key, "w") as f:
+        f.write(os.urandom(24).hex())
+    conf = os.path.join(workdir, "prom.conf")
+    text = open(conf).read().replace(
+        "[election]\n", f'[election]\nmode = "fast"\nheartbeat-ms = 25\nsupport-ms = 200\npeer-key-file = "{key}"\n', 1)
+    for i in range(3):
+        text += f'[replica.{i}]\naddress = "{net.ip[i]}:7947"\n'
+    with open(conf, "w") as f:
+        f.write(text)
 
 
 def sh(*cmd, check=True):
@@ -181,11 +213,14 @@ class Suite:
         self.history = os.path.join(self.dir, "history")
         open(self.history, "w").close()
         write_config(self.dir, self.net, "faults", TTL_MS, MARGIN_MS, 500)
+        self.kinds = KINDS + (FAST_KINDS if a.fast else [])
+        if a.fast:
+            write_fast_config(self.dir, self.net)
         self.freeze_windows = []
         self.quorum_loss = []
-        self.latency = {k: [] for k in KINDS}
+        self.latency = {k: [] for k in self.kinds}
         self.refuse_cpu = []
-        self.count = {k: 0 for k in KINDS}
+        self.count = {k: 0 for k in self.kinds}
 
     def state(self, i):
         try:
@@ -299,6 +334,30 @@ class Suite:
         elif kind == "restart-prom":
             n.stop_prom()
             n.start_prom()
+        # ---- fast mode faults ----
+        elif kind in ("peer-out-cut", "peer-in-cut"):
+            # One way: the active's heartbeats (or the answers to them) are lost; it loses its
+            # majority, stops, and the passives take over by withdrawal.
+            ns = self.net.ns[active]
+            if kind == "peer-out-cut":
+                peer_filter(ns, "output", "udp dport 7947 drop")
+            else:
+                peer_filter(ns, "input", "udp dport 7947 drop")
+            time.sleep(2 * TTL_MS / 1000)
+            peer_filter_clear(ns)
+        elif kind == "peer-loss":
+            ns = self.net.ns[active]
+            peer_filter(ns, "input", "udp dport 7947 numgen random mod 100 < 30 drop")
+            time.sleep(2 * TTL_MS / 1000)
+            peer_filter_clear(ns)
+            expect_takeover = False  # may or may not happen: no bound to check
+        elif kind.startswith("freeze-"):
+            ms = int(kind[len("freeze-"):-2])
+            n.signal_prom(signal.SIGSTOP)
+            time.sleep(ms / 1000)
+            n.signal_prom(signal.SIGCONT)
+            self.freeze_windows.append((t0, time.time() + 2.0))
+            expect_takeover = False
         if expect_takeover:
             # After a graceful restart, or a freeze during which etcd's leader changes kept
             # resetting the lease, the same replica may win again: any new start counts.
@@ -355,7 +414,7 @@ class Suite:
             n.start_prom()
         self.one_active(15)
         start = time.time()
-        kinds = [KINDS[k % len(KINDS)] for k in range(self.a.faults)]
+        kinds = [self.kinds[k % len(self.kinds)] for k in range(self.a.faults)]
         rng.shuffle(kinds)
         for k, kind in enumerate(kinds):
             log(f"fault {k + 1}/{len(kinds)}: {kind}")
@@ -370,10 +429,11 @@ class Suite:
             (freeze_overlaps if any(fs <= begin <= fe + 2 * TTL_MS / 1000 for fs, fe in self.freeze_windows) else other).append(o)
         token_problems = [p for p in problems if p.startswith("token")]
         fraction = self.active_fraction(start, end)
-        lines = [f"seed {seed}, {sum(self.count.values())} faults over {end - start:.0f} s, TTL {TTL_MS} ms, margin {MARGIN_MS} ms",
+        lines = [f"seed {seed}, {sum(self.count.values())} faults over {end - start:.0f} s, TTL {TTL_MS} ms, margin {MARGIN_MS} ms"
+                 + (", fast mode (heartbeat 25 ms, support 200 ms)" if self.a.fast else ""),
                  "",
                  "| fault | count | failover median ms | max ms |", "|---|---|---|---|"]
-        for kind in KINDS:
+        for kind in self.kinds:
             xs = self.latency[kind]
             lines.append(f"| {kind} | {self.count[kind]} | {statistics.median(xs) * 1000:.0f} | {max(xs) * 1000:.0f} |" if xs
                          else f"| {kind} | {self.count[kind]} | - | - |")
@@ -413,6 +473,7 @@ def main():
     ap.add_argument("--faults", type=int, default=18)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--summary")
+    ap.add_argument("--fast", action="store_true", help="prom in fast mode, plus the peer-network faults")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("the fault suite needs root (network namespaces); CI runs it as root")

@@ -31,7 +31,8 @@ TEST(FastModeConfig, LeaseModeIsTheDefault) {
 }
 
 TEST(FastModeConfig, ReadsModeTimingKeyFileAddressesAndWitness) {
-    auto r = loadText("t.conf", base("mode = \"fast\"\nheartbeat-ms = 25\nsupport-ms = 200\npeer-key-file = \"/k\"", kAddresses));
+    auto r = loadText("t.conf",
+                      base("mode = \"fast\"\nheartbeat-ms = 25\nsupport-ms = 200\npeer-key-file = \"/k\"", kAddresses));
     ASSERT_TRUE(r.config) << all(r);
     const auto& c = *r.config;
     EXPECT_EQ(c.election.mode, ElectionSettings::Mode::Fast);
@@ -46,7 +47,8 @@ TEST(FastModeConfig, ReadsModeTimingKeyFileAddressesAndWitness) {
 TEST(FastModeConfig, SupportShorterThanEightHeartbeatsNamesTheKeysToChange) {
     auto r = loadText("t.conf", base("mode = \"fast\"\nheartbeat-ms = 30\nsupport-ms = 200", kAddresses));
     ASSERT_FALSE(r.config);
-    EXPECT_NE(all(r).find("election.support-ms (200 ms) must be at least 8 x election.heartbeat-ms"), std::string::npos) << all(r);
+    EXPECT_NE(all(r).find("election.support-ms (200 ms) must be at least 8 x election.heartbeat-ms"), std::string::npos)
+        << all(r);
     EXPECT_NE(all(r).find("raise support-ms or lower heartbeat-ms"), std::string::npos);
 }
 

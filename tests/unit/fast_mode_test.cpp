@@ -74,7 +74,8 @@ public:
         for (int round = 0; round < 3; ++round) {
             std::vector<Event> replies;
             for (const auto& e : m_last) {
-                if (auto* k = std::get_if<KeepAlive>(&e)) replies.push_back(KeepaliveAcked{k->lease, 5000ms, now, k->id});
+                if (auto* k = std::get_if<KeepAlive>(&e))
+                    replies.push_back(KeepaliveAcked{k->lease, 5000ms, now, k->id});
                 if (auto* h = std::get_if<SendHeartbeat>(&e))
                     for (const auto& p : peersAck) replies.push_back(PeerAck{p, h->epoch, h->seq, h->epoch > 0});
             }
@@ -129,7 +130,9 @@ private:
     std::vector<Effect> m_all;
 };
 
-LeaderKey fastKey(std::int64_t rev, const std::string& who = "1") { return {true, who, 999, rev, {}, true}; }
+LeaderKey fastKey(std::int64_t rev, const std::string& who = "1") {
+    return {true, who, 999, rev, {}, true};
+}
 
 }  // namespace
 

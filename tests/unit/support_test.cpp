@@ -1,10 +1,10 @@
 // Peer support (fast mode) under fake clocks: the supporter's and the holder's rules, and the
 // timing rule that makes them safe with drifting clocks.
+#include "core/support.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
-
-#include "core/support.hpp"
 
 using namespace prom::core;
 using namespace std::chrono_literals;
@@ -145,7 +145,9 @@ TEST(HolderSupport, ASingleReplicaNeedsNoPeer) {
 
 namespace {
 /** Real time (µs) at which a clock running at rate r (local = r · real) shows local ms. */
-double realAt(double localMs, double rate) { return localMs / rate; }
+double realAt(double localMs, double rate) {
+    return localMs / rate;
+}
 }  // namespace
 
 TEST(SupportTimingRule, HolderDeadlineEndsBeforeTheSupporterCanWithdrawWithClocksDriftingByRho) {
