@@ -334,3 +334,19 @@ TEST(FastMode, AHeartbeatFromANonMemberIsIgnored) {
     EXPECT_EQ(f.e().staleReplies(), stale + 1);
     EXPECT_EQ(f.count<SendAck>(), 0);
 }
+
+#include "common/json.hpp"
+#include "store/etcd.hpp"
+
+TEST(FastModeEtcdKey, TheValueCarriesTheFastMarkAndLeaseModeKeysStaySlow) {
+    using prom::json::Value;
+    auto fast = prom::json::parse(R"({"create_revision":"9","value":"Mgptb2RlPWZhc3Q=","lease":"5"})");  // "2\nmode=fast"
+    auto k = prom::store::parseLeaderKv(std::get<Value>(fast));
+    EXPECT_EQ(k.holder, "2");
+    EXPECT_TRUE(k.fast);
+    auto slow = prom::json::parse(R"({"create_revision":"9","value":"Mj4x","lease":"5"})");  // "2>1": a handover mark
+    k = prom::store::parseLeaderKv(std::get<Value>(slow));
+    EXPECT_EQ(k.holder, "2");
+    EXPECT_EQ(k.handoverTo, "1");
+    EXPECT_FALSE(k.fast);
+}
