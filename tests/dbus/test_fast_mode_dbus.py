@@ -21,7 +21,7 @@ def fast_conf(c):
     for i in c.ids:
         path = c.conf(i)
         text = open(path).read().replace(
-            "[election]\n", f'[election]\nmode = "fast"\nheartbeat-ms = 25\nsupport-ms = 200\npeer-key-file = "{keyfile}"\n', 1)
+            "[election]\n", f'[election]\nmode = "fast"\nheartbeat-ms = 50\nsupport-ms = 400\npeer-key-file = "{keyfile}"\n', 1)
         for r in c.ids:
             text += f'[replica.{r}]\naddress = "127.0.0.1:{ports[r]}"\n'
         with open(path, "w") as f:

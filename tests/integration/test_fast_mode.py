@@ -15,8 +15,10 @@ import time
 from harness import Test, free_port, log
 import history_check
 
-HEARTBEAT_MS = 25
-SUPPORT_MS = 200
+# fast mode's defaults: the stop margin (support / 4 = 100 ms) must absorb scheduling stalls of a
+# loaded CI machine; the tuned 25/200 ms are measured by bench/keepalived.py --fast.
+HEARTBEAT_MS = 50
+SUPPORT_MS = 400
 KEY = b"integration-test-peer-key-0123456789"
 
 
@@ -84,7 +86,7 @@ with Test("fast-mode") as t:
     log("takeover after a node crash (history): " + ", ".join(f"{g * 1000:.0f} ms" for g in gaps) +
         f"; median {statistics.median(gaps) * 1000:.0f} ms")
     assert len(gaps) == 3, gaps
-    # Support 200 ms + a guarded delete and a campaign on etcd + ensure-active: well under 1 s
+    # Support 400 ms + a guarded delete and a campaign on etcd + ensure-active: well under 1 s
     # (the lease path needs TTL 2 s + up to 0.5 s). CI machines are loaded: 0.8 s bound.
     assert max(gaps) < 0.8, f"fast takeover took {max(gaps):.3f} s"
     c.check_history()
