@@ -314,7 +314,6 @@ private:
     api::ReplicaHandlers handlers() {
         api::ReplicaHandlers h;
         h.switchover = [this](const std::string& target) -> api::Verdict {
-            log::notice("D-Bus: Switchover(\"" + target + "\") requested");
             switch (m_election.canSwitchover(target, m_config.replicas)) {
                 case core::RequestResult::NotActive: return notActive();
                 case core::RequestResult::InvalidArgs:
@@ -327,7 +326,6 @@ private:
             return {};
         };
         h.resign = [this]() -> api::Verdict {
-            log::notice("D-Bus: Resign() requested");
             if (m_election.canResign() != core::RequestResult::Accepted) return notActive();
             if (!m_storeDriver->healthy())
                 return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
@@ -335,7 +333,6 @@ private:
             return {};
         };
         h.pause = [this](bool pause) -> api::Verdict {
-            log::notice(std::string("D-Bus: ") + (pause ? "Pause()" : "Resume()") + " requested");
             feed(core::PauseRequest{pause});
             return {};
         };
