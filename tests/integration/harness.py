@@ -79,7 +79,10 @@ class Etcd:
                    "--listen-peer-urls", f"http://127.0.0.1:{self.peer[k]}",
                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer[k]}",
                    "--initial-cluster", self.cluster, "--initial-cluster-token", f"prom-{os.getpid()}",
-                   "--initial-cluster-state", "existing" if self.started[k] else "new"]
+                   "--initial-cluster-state", "existing" if self.started[k] else "new",
+                   # As an operator should run etcd 3.4 (its default is off): a member that rejoins
+                   # after a partition must not depose the leader and cost the active its lease.
+                   "--pre-vote"]
             if self.tuned:
                 cmd += ["--heartbeat-interval", "20", "--election-timeout", "200"]
             out = open(os.path.join(self.dir, f"etcd{k}.log"), "a")
