@@ -213,6 +213,9 @@ class Proxy:
             except OSError:
                 c.close()
                 continue
+            # The 2 s was for connecting only: left on, it ended every silent watch stream after
+            # 2 s and so hid a client stuck on a cut-off member (issue 9 item 1).
+            u.settimeout(None)
             with self.lock:
                 self.conns.append(u)
             threading.Thread(target=self._pipe, args=(c, u, True), daemon=True).start()
