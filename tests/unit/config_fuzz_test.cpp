@@ -5,11 +5,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <fstream>
 #include <random>
-#include <regex>
 #include <sstream>
 
 #include "config/config.hpp"
@@ -131,8 +131,21 @@ private:
     std::mt19937 m_r;
 };
 
+// "PATH:LINE:COLUMN: message" with LINE and COLUMN positive decimals (no std::regex: GCC 12
+// warns inside it in the sanitizer build).
+bool located(const std::string& line, const std::string& path) {
+    if (line.rfind(path + ":", 0) != 0) return false;
+    std::size_t i = path.size() + 1;
+    for (int field = 0; field < 2; ++field) {
+        std::size_t digits = 0;
+        while (i < line.size() && std::isdigit(static_cast<unsigned char>(line[i]))) ++i, ++digits;
+        if (!digits || i >= line.size() || line[i] != ':') return false;
+        ++i;
+    }
+    return i + 1 < line.size() && line[i] == ' ';
+}
+
 void expectExitZeroOr78(const std::string& path, const config::LoadResult& r, const std::string& what) {
-    static const std::regex located(R"(^.*:[0-9]+:[0-9]+: .+)");
     if (r.config) {
         EXPECT_FALSE(r.hasErrors()) << what;
         return;
@@ -140,8 +153,7 @@ void expectExitZeroOr78(const std::string& path, const config::LoadResult& r, co
     ASSERT_FALSE(r.diagnostics.empty()) << what << ": refused without saying why";
     for (const auto& d : r.diagnostics) {
         std::string line = d.format();
-        EXPECT_EQ(line.rfind(path + ":", 0), 0u) << what << ": " << line.substr(0, 200);
-        EXPECT_TRUE(std::regex_match(line.substr(0, 300), located)) << what << ": " << line.substr(0, 200);
+        EXPECT_TRUE(located(line, path)) << what << ": " << line.substr(0, 200);
     }
 }
 
