@@ -236,8 +236,24 @@ void Etcd::onReply(const std::shared_ptr<Call>& c, std::size_t index, HttpRespon
         m_endpoints.roundFailed(now);
         return c->done(Error{"etcd " + c->path + " failed on every endpoint: " + c->failures});
     }
+    if (resp.status / 100 == 2) {
+        // Revisions never go backwards in one cluster (every call here is linearizable): a
+        // reply older than what was already seen comes from a stale or foreign store.
+        std::int64_t revision = intField(body->find("header"), "revision");
+        if (revision < 0 || (revision > 0 && revision < m_maxRevision)) {
+            std::string why = "stale reply: revision " + std::to_string(revision) + " after " + std::to_string(m_maxRevision);
+            if (!c->failures.empty()) c->failures += "; ";
+            c->failures += where + ": " + why;
+            endpointFailed(index, why);
+            if (++c->step < c->plan.size()) return attempt(c);
+            m_endpoints.roundFailed(now);
+            return c->done(Error{"etcd " + c->path + " failed on every endpoint: " + c->failures});
+        }
+        m_maxRevision = std::max(m_maxRevision, revision);
+        m_endpoints.succeeded(index, now);
+        return c->done(std::move(*body));
+    }
     m_endpoints.succeeded(index, now);
-    if (resp.status / 100 == 2) return c->done(std::move(*body));
     std::string msg = body ? errorMessage(*body) : text::excerpt(resp.body);
     // An expired simple token is 401; a request that went without one is 400 "user name is empty".
     bool tokenProblem = resp.status == 401 || msg.find("user name is empty") != std::string::npos;
@@ -475,12 +491,15 @@ void Etcd::onWatchData(std::string_view chunk) {
     const core::TimePoint now = sd::EventLoop::now();
     if (m_watchBuffer.empty() && !chunk.empty()) m_partialSince = now;
     m_watchBuffer.append(chunk);
-    if (m_watchBuffer.size() > json::kStoreLimits.maxBytes) return breakWatch("watch line longer than 1 MiB");
     const std::uint64_t generation = m_watchGeneration;
-    std::size_t nl;
-    while ((nl = m_watchBuffer.find('\n')) != std::string::npos) {
-        std::string line = m_watchBuffer.substr(0, nl);
-        m_watchBuffer.erase(0, nl + 1);
+    // Lines are taken by offset and the buffer shortened once: erasing each line from the
+    // front would move the rest of a 1 MiB chunk for every line (quadratic).
+    // (An early return leaves the buffer as it is: the watch is closed, and a new one starts
+    // with an empty buffer.)
+    std::size_t from = 0, nl;
+    while ((nl = m_watchBuffer.find('\n', from)) != std::string::npos) {
+        std::string_view line(m_watchBuffer.data() + from, nl - from);
+        from = nl + 1;
         m_partialSince = now;
         if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
         auto v = parseReply(line, "watch");
@@ -521,11 +540,14 @@ void Etcd::onWatchData(std::string_view chunk) {
                     return breakWatch("watch event with an invalid create_revision");
             }
             m_watchSeen = out.revision;
+            m_maxRevision = std::max(m_maxRevision, out.revision);
             if (m_onEvent) m_onEvent(out);
             if (!m_watching || generation != m_watchGeneration) return;  // the handler closed the watch
         }
     }
+    m_watchBuffer.erase(0, from);
     if (m_watchBuffer.empty()) m_partialSince = {};
+    if (m_watchBuffer.size() > json::kStoreLimits.maxBytes) return breakWatch("watch line longer than 1 MiB");
 }
 
 void Etcd::breakWatch(const std::string& why) {

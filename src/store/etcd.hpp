@@ -108,7 +108,8 @@ private:
     std::uint64_t m_watchGeneration = 0;
     RequestId m_watchRequest = 0;
     std::size_t m_watchEndpoint = 0;
-    std::int64_t m_watchSeen = 0;  ///< highest revision applied; older events are dropped
+    std::int64_t m_watchSeen = 0;
+    std::int64_t m_maxRevision = 0;  ///< highest revision seen in any reply or event  ///< highest revision applied; older events are dropped
     std::string m_watchBuffer;
     core::TimePoint m_watchOpenedAt{};
     core::TimePoint m_watchProgressAt{};  ///< last whole line
