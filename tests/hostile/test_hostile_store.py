@@ -107,7 +107,11 @@ def run_case(prom, mode, workdir, bus):
     fake = fake_etcd.FakeEtcd(mode)
     with open(os.path.join(d, "prom.conf"), "w") as f:
         f.write(conf(fake.endpoint, script, rid))
-    env = dict(os.environ, RUNTIME_DIRECTORY=os.path.join(d, "run"))
+    # ASan keeps freed memory in a quarantine of 256 MB by default, which RSS then counts:
+    # bounded to 16 MB, RSS measures what prom holds (plus that bound) in both builds.
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = dict(os.environ, RUNTIME_DIRECTORY=os.path.join(d, "run"),
+               ASAN_OPTIONS=(asan + ":" if asan else "") + "quarantine_size_mb=16")
     env.pop("JOURNAL_STREAM", None)
     logpath = os.path.join(d, "prom.log")
     problems = []
@@ -150,7 +154,8 @@ def run_case(prom, mode, workdir, bus):
         problems.append(f"stale watch events changed the role: {starts} starts (want 1)")
     if mode.startswith("watch-") and fake.watch_opens > MAX_WATCH_OPENS:
         problems.append(f"the watch was opened {fake.watch_opens} times in {RUN_S} s")
-    if mode.startswith("watch-") and starts == 0:
+    # (watch-flood names another holder in valid events: passive is right there)
+    if mode.startswith("watch-") and mode != "watch-flood" and starts == 0:
         problems.append("never active although every request but the watch was answered well")
     return mode, problems, peak, fake.watch_opens, starts, text
 

@@ -29,6 +29,9 @@ TEST(EventLoop, AnExceptionInATimerEndsTheLoopAndIsRethrownByRun) {
         },
         std::runtime_error);
     EXPECT_FALSE(later);
+    // sd-event finished its turn: unwinding through sd_event_dispatch() instead would leave
+    // it RUNNING for good (and the loop referenced, so leaked).
+    EXPECT_EQ(sd_event_get_state(loop.get()), SD_EVENT_FINISHED);
 }
 
 TEST(EventLoop, AnExceptionInAnIoCallbackIsRethrownByRun) {
@@ -38,6 +41,7 @@ TEST(EventLoop, AnExceptionInAnIoCallbackIsRethrownByRun) {
     ASSERT_EQ(write(fds[1], "x", 1), 1);
     auto io = loop.addIo(fds[0], EPOLLIN, [](std::uint32_t) { throw std::logic_error("bug in an io callback"); });
     EXPECT_THROW(loop.run(), std::logic_error);
+    EXPECT_EQ(sd_event_get_state(loop.get()), SD_EVENT_FINISHED);
     close(fds[0]);
     close(fds[1]);
 }
@@ -71,4 +75,5 @@ TEST(Http, AnExceptionInADoneCallbackDoesNotCrossLibcurlAndIsRethrownByRun) {
     http.post("http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/v3/kv/range", "{}", {}, 1000ms,
               [](store::HttpResponse) { throw std::runtime_error("bug in a reply handler"); });
     EXPECT_THROW(loop.run(), std::runtime_error);
+    EXPECT_EQ(sd_event_get_state(loop.get()), SD_EVENT_FINISHED);
 }
