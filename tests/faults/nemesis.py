@@ -3,10 +3,13 @@
 member, a prom daemon and a toy replica; randomized faults from a printed seed (rerun with
 --seed). Every active interval and token goes to the shared history, checked at the end.
 
-Faults: kill -9 prom; node crash (prom, its actions and the replica); freeze (SIGSTOP prom and
-replica for 2 x TTL, then SIGCONT); partition the active node (its link down); partition a
-passive; kill an etcd member; kill the etcd leader; quorum loss (two etcd members stopped,
-then restored); restart prom (graceful). The cluster heals between faults.
+Faults: kill -9 prom; node crash (prom, its actions and the replica killed *and* the node's
+link cut: a crashed machine closes no TCP connection); freeze (SIGSTOP prom and replica for
+2 x TTL, then SIGCONT); partition the active node (its link down); partition a passive; cut the
+node hosting the first endpoint (whatever runs there); every endpoint refusing connections for
+2 x TTL (all etcd members stopped; prom's CPU meanwhile is reported); kill an etcd member; kill
+the etcd leader; quorum loss (two etcd members stopped, then restored); restart prom
+(graceful). The cluster heals between faults.
 
 Per run it prints: faults by kind, overlaps (zero allowed outside freeze; the freeze's bounded
 overlap is reported separately), tokens never shared or reused, failover latency per fault
@@ -30,8 +33,18 @@ import history_check  # noqa: E402
 from harness import ETCD, TOY_REPLICA, kill_with_actions, log, post, prom_toml, wait_for  # noqa: E402
 
 TTL_MS, MARGIN_MS = 2000, 500
-KINDS = ["kill-prom", "node-crash", "freeze", "partition-active", "partition-passive", "kill-etcd-member",
-         "kill-etcd-leader", "quorum-loss", "restart-prom"]
+KINDS = ["kill-prom", "node-crash", "freeze", "partition-active", "partition-passive", "cut-first-endpoint",
+         "all-endpoints-refuse", "kill-etcd-member", "kill-etcd-leader", "quorum-loss", "restart-prom"]
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def sh(*cmd, check=True):
@@ -92,7 +105,8 @@ class Node:
                                     "--listen-client-urls", f"http://{ip}:2379", "--advertise-client-urls", f"http://{ip}:2379",
                                     "--listen-peer-urls", f"http://{ip}:2380", "--initial-advertise-peer-urls",
                                     f"http://{ip}:2380", "--initial-cluster", cluster, "--initial-cluster-token", self.net.tag,
-                                    "--initial-cluster-state", "existing" if self.started_etcd else "new"],
+                                    "--initial-cluster-state", "existing" if self.started_etcd else "new",
+                                    "--pre-vote"],  # as etcd 3.4 should run: a rejoining member deposes no leader
                                    f"etcd{self.i}.log")
         self.started_etcd = True
 
@@ -157,6 +171,7 @@ class Suite:
         write_config(self.dir, self.net, "faults", TTL_MS, MARGIN_MS, 500)
         self.freeze_windows = []
         self.quorum_loss = []
+        self.refuse_cpu = []  # per all-endpoints-refuse: the busiest prom's share of a core
         self.latency = {k: [] for k in KINDS}
         self.count = {k: 0 for k in KINDS}
 
@@ -221,6 +236,8 @@ class Suite:
             n.start_prom()
             expect_takeover = False
         elif kind == "node-crash":
+            # A crashed machine closes no TCP connection: its link goes with it.
+            self.net.cut(active)
             n.kill_prom(with_actions=True)
             self.crash_replica(active)
         elif kind == "freeze":
@@ -232,6 +249,23 @@ class Suite:
             self.net.cut(active)
         elif kind == "partition-passive":
             self.net.cut(passive)
+            expect_takeover = False
+        elif kind == "cut-first-endpoint":
+            # Node 0 hosts the first endpoint of every prom: the passives' requests and
+            # watch are there; a takeover is due only when node 0 was the active.
+            self.net.cut(0)
+            expect_takeover = active == 0
+        elif kind == "all-endpoints-refuse":
+            for node in self.nodes:
+                node.kill_etcd(signal.SIGKILL)  # nothing listens: every connection is refused
+            w0 = time.time()
+            cpu0 = [cpu_seconds(node.prom_pid()) for node in self.nodes]
+            time.sleep(2 * TTL_MS / 1000)
+            cpu = max((cpu_seconds(node.prom_pid()) - c) for node, c in zip(self.nodes, cpu0)) / (time.time() - w0)
+            self.refuse_cpu.append(cpu)
+            self.quorum_loss.append((t0, time.time()))
+            for node in self.nodes:
+                node.start_etcd()
             expect_takeover = False
         elif kind == "kill-etcd-member":
             self.nodes[rng.randrange(3)].kill_etcd()
@@ -308,7 +342,8 @@ class Suite:
             n.start_prom()
         self.one_active(15)
         start = time.time()
-        kinds = [KINDS[k % len(KINDS)] for k in range(self.a.faults)]
+        pool = self.a.kinds.split(",") if self.a.kinds else KINDS
+        kinds = [pool[k % len(pool)] for k in range(self.a.faults)]
         rng.shuffle(kinds)
         for k, kind in enumerate(kinds):
             log(f"fault {k + 1}/{len(kinds)}: {kind}")
@@ -336,6 +371,8 @@ class Suite:
                   f"{max((o[0] for o in freeze_overlaps), default=0):.3f} s",
                   f"token problems (shared or backwards): {len(token_problems)}",
                   f"time with an active replica, outside quorum loss: {100 * fraction:.1f} %"]
+        if self.refuse_cpu:
+            lines.append(f"prom CPU while every endpoint refused (busiest daemon): max {100 * max(self.refuse_cpu):.2f} % of a core")
         summary = "\n".join(lines)
         print(summary)
         if self.a.summary:
@@ -364,7 +401,12 @@ def main():
     ap.add_argument("--faults", type=int, default=18)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--summary")
+    ap.add_argument("--kinds", help="comma-separated fault kinds to draw from (default: all)")
     a = ap.parse_args()
+    if a.kinds:
+        unknown = set(a.kinds.split(",")) - set(KINDS)
+        if unknown:
+            sys.exit(f"unknown fault kinds: {', '.join(sorted(unknown))}")
     if os.geteuid() != 0:
         sys.exit("the fault suite needs root (network namespaces); CI runs it as root")
     s = Suite(a)
