@@ -438,7 +438,10 @@ void Etcd::openWatch() {
             if (alive.expired() || generation != m_watchGeneration) return;
             m_watchRequest = 0;
             if (!m_watchBuffer.empty()) onWatchData("\n");  // an error line has no trailing newline
-            if (m_watching && generation == m_watchGeneration) breakWatch("watch stream ended: " + resp.describe());
+            if (!m_watching || generation != m_watchGeneration) return;
+            // A member that refuses or fails the watch is not where the next one should go.
+            if (resp.curl != CURLE_OK || resp.status / 100 != 2) m_endpoints.failed(m_watchEndpoint, sd::EventLoop::now());
+            breakWatch("watch stream ended: " + resp.describe());
         },
         [this, alive, generation](std::string_view chunk) {
             if (alive.expired() || generation != m_watchGeneration) return;
@@ -504,7 +507,11 @@ void Etcd::onWatchData(std::string_view chunk) {
         if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
         auto v = parseReply(line, "watch");
         if (!v) return breakWatch(v.error().message);
-        if (auto msg = errorMessage(v.value()); !msg.empty()) return breakWatch("watch error: " + msg);
+        if (auto msg = errorMessage(v.value()); !msg.empty()) {
+            // hasleader: the member lost its leader; reopen elsewhere, not on it.
+            if (msg.find("no leader") != std::string::npos) m_endpoints.failed(m_watchEndpoint, now);
+            return breakWatch("watch error: " + msg);
+        }
         const json::Value* result = v->find("result");
         if (!result || result->type != json::Type::Object) return breakWatch("watch line without result");
         m_watchProgressAt = now;

@@ -492,22 +492,46 @@ def _w_cancel(self, c, key, start):
     return False
 
 
-def _w_stale(self, c, key, start):
-    """A PUT at the current revision, then a DELETE and PUTs at lower revisions than seen."""
+def _created_then_key(self, c, key):
+    """Sends "created", waits for prom to create the key, and sends its PUT event like etcd."""
     s = self.store
     with s.lock:
-        kv = s._kv_json(key) if key in s.kv else None
-        hdr = s.header()
-        rev = s.rev
-    self.chunk(c, json.dumps({"result": {"header": hdr, "created": True}}) + "\n")
-    if kv is None:
-        time.sleep(30)
-        return False
+        self.chunk(c, json.dumps({"result": {"header": s.header(), "created": True}}) + "\n")
+        end = time.monotonic() + 5
+        while key not in s.kv and time.monotonic() < end:
+            s.lock.wait(0.1)
+        if key not in s.kv:
+            return None, None, None
+        kv, hdr, rev = s._kv_json(key), s.header(), s.rev
     self.chunk(c, json.dumps({"result": {"header": hdr, "events": [{"kv": kv}]}}) + "\n")
+    return kv, hdr, rev
+
+
+def _w_stale(self, c, key, start):
+    """A PUT at the current revision, then a DELETE and PUTs at lower revisions than seen."""
+    kv, hdr, rev = self._created_then_key(c, key)
+    if kv is None:
+        return False
     for k in range(20):
         old = max(1, rev - 1 - k % 3)
         ev = {"type": "DELETE", "kv": {"key": kv["key"], "mod_revision": str(old)}}
         self.chunk(c, json.dumps({"result": {"header": hdr, "events": [ev]}}) + "\n")
+        time.sleep(0.2)
+    time.sleep(30)
+    return False
+
+
+def _w_stale_other(self, c, key, start):
+    """Our key at the current revision, then "another holder" at lower revisions (replayed or
+    from a lagging store): applying it would demote the active for nothing."""
+    kv, hdr, rev = self._created_then_key(c, key)
+    if kv is None:
+        return False
+    for k in range(20):
+        old = max(1, rev - 1)
+        other = {"key": kv["key"], "create_revision": str(old), "mod_revision": str(old), "value": b64("intruder"),
+                 "lease": "42"}
+        self.chunk(c, json.dumps({"result": {"header": hdr, "events": [{"kv": other}]}}) + "\n")
         time.sleep(0.2)
     time.sleep(30)
     return False
@@ -553,6 +577,7 @@ def _w_flood(self, c, key, start):
 WATCH = {
     "watch-cancel-at-once": _w_cancel,
     "watch-stale-revisions": _w_stale,
+    "watch-stale-other-holder": _w_stale_other,
     "watch-dripping": _w_drip,
     "watch-endless-line": _w_endless,
     "watch-invalid-json": _w_line("{nope\n"),
@@ -566,4 +591,5 @@ WATCH = {
     "watch-flood": _w_flood,
 }
 
+FakeEtcd._created_then_key = _created_then_key
 MODES = sorted(set(RAW) | set(MUTATE) | set(WATCH))

@@ -150,8 +150,9 @@ def run_case(prom, mode, workdir, bus):
     if beyond is not None:
         problems.append(f"active at {beyond:.2f} without a lease held by the store")
     starts = sum(1 for h in history if h.startswith("start"))
-    if mode == "watch-stale-revisions" and starts != 1:
-        problems.append(f"stale watch events changed the role: {starts} starts (want 1)")
+    demotions = text.count("-> demoting")
+    if mode in ("watch-stale-revisions", "watch-stale-other-holder") and (starts != 1 or demotions):
+        problems.append(f"stale watch events changed the role: {starts} starts, {demotions} demotions (want 1, 0)")
     if mode.startswith("watch-") and fake.watch_opens > MAX_WATCH_OPENS:
         problems.append(f"the watch was opened {fake.watch_opens} times in {RUN_S} s")
     # (watch-flood names another holder in valid events: passive is right there)
