@@ -17,6 +17,8 @@ constexpr std::size_t kMaxIdBytes = 256;
 constexpr core::Duration kQuickBreak{1000};
 /** Most member keys taken from one reply. */
 constexpr std::size_t kMaxMembers = 1000;
+/** Longest watch line: an event of the leader key is a few hundred bytes. */
+constexpr std::size_t kMaxWatchLine = 256u << 10;
 
 std::string str(std::int64_t v) { return "\"" + std::to_string(v) + "\""; }
 
@@ -554,7 +556,7 @@ void Etcd::onWatchData(std::string_view chunk) {
     }
     m_watchBuffer.erase(0, from);
     if (m_watchBuffer.empty()) m_partialSince = {};
-    if (m_watchBuffer.size() > json::kStoreLimits.maxBytes) return breakWatch("watch line longer than 1 MiB");
+    if (m_watchBuffer.size() > kMaxWatchLine) return breakWatch("watch line longer than 256 KiB");
 }
 
 void Etcd::breakWatch(const std::string& why) {

@@ -25,8 +25,9 @@ struct HttpOptions {
 
 /** Largest unary reply body kept; a longer one ends the transfer (store replies are small). */
 inline constexpr std::size_t kMaxReplyBytes = 1u << 20;
-/** Largest stream data held before the receiver takes it (one watch line, say). */
-inline constexpr std::size_t kMaxPendingStreamBytes = 1u << 20;
+/** Largest stream data held before the receiver takes it (watch lines of a few hundred bytes;
+ *  a stream that outruns the loop this far is cut off rather than buffered). */
+inline constexpr std::size_t kMaxPendingStreamBytes = 256u << 10;
 
 struct HttpResponse {
     CURLcode curl = CURLE_OK;  ///< transport result

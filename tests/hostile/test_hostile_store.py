@@ -108,10 +108,10 @@ def run_case(prom, mode, workdir, bus):
     with open(os.path.join(d, "prom.conf"), "w") as f:
         f.write(conf(fake.endpoint, script, rid))
     # ASan keeps freed memory in a quarantine of 256 MB by default, which RSS then counts:
-    # bounded to 16 MB, RSS measures what prom holds (plus that bound) in both builds.
+    # bounded to 4 MB, RSS measures what prom holds (plus that bound) in both builds.
     asan = os.environ.get("ASAN_OPTIONS", "")
     env = dict(os.environ, RUNTIME_DIRECTORY=os.path.join(d, "run"),
-               ASAN_OPTIONS=(asan + ":" if asan else "") + "quarantine_size_mb=16")
+               ASAN_OPTIONS=(asan + ":" if asan else "") + "quarantine_size_mb=4")
     env.pop("JOURNAL_STREAM", None)
     logpath = os.path.join(d, "prom.log")
     problems = []
