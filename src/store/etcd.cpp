@@ -20,7 +20,9 @@ constexpr std::size_t kMaxMembers = 1000;
 /** Longest watch line: an event of the leader key is a few hundred bytes. */
 constexpr std::size_t kMaxWatchLine = 256u << 10;
 
-std::string str(std::int64_t v) { return "\"" + std::to_string(v) + "\""; }
+std::string str(std::int64_t v) {
+    return "\"" + std::to_string(v) + "\"";
+}
 
 Result<json::Value> parseReply(std::string_view body, const std::string& what) {
     auto parsed = json::parse(body, json::kStoreLimits);
@@ -45,7 +47,8 @@ std::string errorMessage(const json::Value& root) {
     const json::Value* e = root.find("error");
     if (!e) return "";
     if (e->type == json::Type::String) {
-        if (const json::Value* m = root.find("message"); m && m->type == json::Type::String) return text::sanitize(m->text, 160);
+        if (const json::Value* m = root.find("message"); m && m->type == json::Type::String)
+            return text::sanitize(m->text, 160);
         return e->text.empty() ? "error" : text::sanitize(e->text, 160);
     }
     if (const json::Value* m = e->find("message"); m && m->type == json::Type::String && !m->text.empty())
@@ -55,7 +58,9 @@ std::string errorMessage(const json::Value& root) {
 
 // An answer the endpoint stands behind, about the request itself (bad argument, auth,
 // not found, precondition): another endpoint would say the same.
-bool definitive(long status) { return status >= 400 && status < 500 && status != 408 && status != 429; }
+bool definitive(long status) {
+    return status >= 400 && status < 500 && status != 408 && status != 429;
+}
 
 }  // namespace
 
@@ -63,7 +68,8 @@ core::LeaderKey parseLeaderKv(const json::Value& kv) {
     core::LeaderKey k;
     k.exists = true;
     std::string raw;
-    if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String) raw = base64::decode(v->text).value_or("");
+    if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String)
+        raw = base64::decode(v->text).value_or("");
     // Replica ids never contain '>' (config validation), so it can separate the successor.
     if (auto gt = raw.find('>'); gt != std::string::npos) {
         k.handoverTo = text::sanitize(std::string_view(raw).substr(gt + 1), kMaxIdBytes);
@@ -90,12 +96,13 @@ Etcd::Etcd(sd::EventLoop& loop, Http& http, EtcdSettings settings)
     : m_loop(loop),
       m_http(http),
       m_s(std::move(settings)),
-      m_endpoints(std::max<std::size_t>(1, m_s.endpoints.size()),
-                  // Backoff between failed rounds: capped at half a request timeout, itself at
-                  // most TTL/3 (daemon), so a store that returns is used well within TTL/3.
-                  Endpoints::Options{core::Duration(50), std::clamp<core::Duration>(m_s.requestTimeout / 2, core::Duration(50),
-                                                                                    core::Duration(1000))},
-                  m_s.seed ? m_s.seed : static_cast<std::uint64_t>(sd::EventLoop::now().time_since_epoch().count())) {
+      m_endpoints(
+          std::max<std::size_t>(1, m_s.endpoints.size()),
+          // Backoff between failed rounds: capped at half a request timeout, itself at
+          // most TTL/3 (daemon), so a store that returns is used well within TTL/3.
+          Endpoints::Options{core::Duration(50), std::clamp<core::Duration>(m_s.requestTimeout / 2, core::Duration(50),
+                                                                            core::Duration(1000))},
+          m_s.seed ? m_s.seed : static_cast<std::uint64_t>(sd::EventLoop::now().time_since_epoch().count())) {
     if (m_s.endpoints.empty()) throw std::invalid_argument("etcd: no endpoint");
     for (auto& ep : m_s.endpoints)
         while (!ep.empty() && ep.back() == '/') ep.pop_back();
@@ -243,7 +250,8 @@ void Etcd::onReply(const std::shared_ptr<Call>& c, std::size_t index, HttpRespon
         // reply older than what was already seen comes from a stale or foreign store.
         std::int64_t revision = intField(body->find("header"), "revision");
         if (revision < 0 || (revision > 0 && revision < m_maxRevision)) {
-            std::string why = "stale reply: revision " + std::to_string(revision) + " after " + std::to_string(m_maxRevision);
+            std::string why =
+                "stale reply: revision " + std::to_string(revision) + " after " + std::to_string(m_maxRevision);
             if (!c->failures.empty()) c->failures += "; ";
             c->failures += where + ": " + why;
             endpointFailed(index, why);
@@ -264,7 +272,8 @@ void Etcd::onReply(const std::shared_ptr<Call>& c, std::size_t index, HttpRespon
         m_token.clear();
         return start(c);
     }
-    c->done(Error{where + "/v3/" + c->path + ": HTTP " + std::to_string(resp.status) + (msg.empty() ? "" : ": " + msg)});
+    c->done(
+        Error{where + "/v3/" + c->path + ": HTTP " + std::to_string(resp.status) + (msg.empty() ? "" : ": " + msg)});
 }
 
 core::Duration Etcd::clampTtl(std::int64_t lease, std::int64_t seconds) const {
@@ -303,9 +312,11 @@ void Etcd::keepAlive(std::int64_t lease, std::function<void(Result<std::optional
         if (!r) return done(r.error());
         if (auto msg = errorMessage(r.value()); !msg.empty()) return done(Error{"etcd lease/keepalive: " + msg});
         const json::Value* result = r->find("result");
-        if (!result || result->type != json::Type::Object) return done(Error{"etcd lease/keepalive reply without result"});
+        if (!result || result->type != json::Type::Object)
+            return done(Error{"etcd lease/keepalive reply without result"});
         if (std::int64_t id = intField(result, "ID"); id != 0 && id != lease)
-            return done(Error{"etcd lease/keepalive answered for lease " + std::to_string(id) + ", not " + std::to_string(lease)});
+            return done(Error{"etcd lease/keepalive answered for lease " + std::to_string(id) + ", not " +
+                              std::to_string(lease)});
         // A dead lease is HTTP 200 without TTL.
         std::int64_t ttl = intField(result, "TTL");
         if (ttl <= 0) return done(std::optional<core::Duration>{});
@@ -336,7 +347,8 @@ void Etcd::readLeader(std::function<void(Result<core::LeaderRead>)> done) {
 void Etcd::campaign(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) {
     const std::string k = quote(base64::encode(m_leaderKey));
     // Create-if-absent bound to our lease, with the current holder read in the same round trip.
-    std::string body = "{\"compare\":[{\"key\":" + k + ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":\"0\"}]," +
+    std::string body = "{\"compare\":[{\"key\":" + k +
+                       ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":\"0\"}]," +
                        "\"success\":[{\"request_put\":{\"key\":" + k + ",\"value\":" + quote(base64::encode(m_s.self)) +
                        ",\"lease\":" + str(lease) + "}}]," + "\"failure\":[{\"request_range\":{\"key\":" + k + "}}]}";
     std::weak_ptr<bool> alive = m_alive;
@@ -365,20 +377,23 @@ void Etcd::campaign(std::int64_t lease, std::function<void(Result<core::Campaign
         core::LeaderKey key;
         if (const json::Value* resp = r->find("responses"); resp && !resp->items.empty())
             if (const json::Value* range = resp->items[0].find("response_range"))
-                if (const json::Value* kvs = range->find("kvs"); kvs && !kvs->items.empty()) key = parseLeaderKv(kvs->items[0]);
+                if (const json::Value* kvs = range->find("kvs"); kvs && !kvs->items.empty())
+                    key = parseLeaderKv(kvs->items[0]);
         if (key.exists && (key.createRevision <= 0 || key.createRevision > revision))
             return done(Error{"etcd kv/txn reply with an invalid create_revision"});
         // The same txn retried on another endpoint after the first one committed finds our
         // own key: that is a win, with the key's own revision as the token.
-        if (key.exists && key.holder == m_s.self && key.lease == lease) return done(core::CampaignResult{true, key, revision});
+        if (key.exists && key.holder == m_s.self && key.lease == lease)
+            return done(core::CampaignResult{true, key, revision});
         done(core::CampaignResult{false, key, revision});
     });
 }
 
 void Etcd::deleteLeader(std::int64_t createRevision, std::function<void(Result<Ok>)> done) {
     const std::string k = quote(base64::encode(m_leaderKey));
-    std::string body = "{\"compare\":[{\"key\":" + k + ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":" +
-                       str(createRevision) + "}],\"success\":[{\"request_delete_range\":{\"key\":" + k + "}}]}";
+    std::string body = "{\"compare\":[{\"key\":" + k +
+                       ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":" + str(createRevision) +
+                       "}],\"success\":[{\"request_delete_range\":{\"key\":" + k + "}}]}";
     std::weak_ptr<bool> alive = m_alive;
     call("kv/txn", body, [this, alive, createRevision, done](Result<json::Value> r) {
         if (alive.expired()) return;
@@ -442,7 +457,8 @@ void Etcd::openWatch() {
             if (!m_watchBuffer.empty()) onWatchData("\n");  // an error line has no trailing newline
             if (!m_watching || generation != m_watchGeneration) return;
             // A member that refuses or fails the watch is not where the next one should go.
-            if (resp.curl != CURLE_OK || resp.status / 100 != 2) m_endpoints.failed(m_watchEndpoint, sd::EventLoop::now());
+            if (resp.curl != CURLE_OK || resp.status / 100 != 2)
+                m_endpoints.failed(m_watchEndpoint, sd::EventLoop::now());
             breakWatch("watch stream ended: " + resp.describe());
         },
         [this, alive, generation](std::string_view chunk) {
@@ -466,7 +482,8 @@ void Etcd::checkWatch() {
     const core::Duration limit = silenceLimit();
     // Bytes are not progress: a line that never ends keeps a dripping stream "busy" forever.
     if (!m_watchBuffer.empty() && now - m_partialSince >= limit)
-        return breakWatch("watch stream stalled in the middle of a line for " + std::to_string((now - m_partialSince).count()) + " ms");
+        return breakWatch("watch stream stalled in the middle of a line for " +
+                          std::to_string((now - m_partialSince).count()) + " ms");
     const core::TimePoint proof = std::max(m_watchProgressAt, m_endpoints.lastSuccess(m_watchEndpoint));
     if (now - proof >= limit && !m_probing) probeWatchMember();
     armWatchCheck();
@@ -479,12 +496,14 @@ void Etcd::probeWatchMember() {
     const std::size_t index = m_watchEndpoint;
     const std::uint64_t generation = m_watchGeneration;
     std::weak_ptr<bool> alive = m_alive;
-    m_http.post(m_s.endpoints[index] + "/v3/kv/range", "{\"key\":" + quote(base64::encode(m_leaderKey)) + ",\"count_only\":true}",
-                headers(), m_s.requestTimeout, [this, alive, index, generation](HttpResponse resp) {
+    m_http.post(m_s.endpoints[index] + "/v3/kv/range",
+                "{\"key\":" + quote(base64::encode(m_leaderKey)) + ",\"count_only\":true}", headers(),
+                m_s.requestTimeout, [this, alive, index, generation](HttpResponse resp) {
                     if (alive.expired()) return;
                     if (generation == m_watchGeneration) m_probing = false;
-                    bool answered = resp.curl == CURLE_OK && !resp.tooLarge &&
-                                    (definitive(resp.status) || (resp.status / 100 == 2 && parseReply(resp.body, "kv/range")));
+                    bool answered =
+                        resp.curl == CURLE_OK && !resp.tooLarge &&
+                        (definitive(resp.status) || (resp.status / 100 == 2 && parseReply(resp.body, "kv/range")));
                     if (answered)
                         m_endpoints.succeeded(index, sd::EventLoop::now());
                     else
@@ -591,9 +610,11 @@ void Etcd::breakWatch(const std::string& why) {
 void Etcd::markHandover(std::int64_t createRevision, std::int64_t lease, const std::string& target,
                         std::function<void(Result<Ok>)> done) {
     const std::string k = quote(base64::encode(m_leaderKey));
-    std::string body = "{\"compare\":[{\"key\":" + k + ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":" +
-                       str(createRevision) + "}],\"success\":[{\"request_put\":{\"key\":" + k + ",\"value\":" +
-                       quote(base64::encode(m_s.self + ">" + target)) + ",\"lease\":" + str(lease) + "}}]}";
+    std::string body = "{\"compare\":[{\"key\":" + k +
+                       ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":" + str(createRevision) +
+                       "}],\"success\":[{\"request_put\":{\"key\":" + k +
+                       ",\"value\":" + quote(base64::encode(m_s.self + ">" + target)) + ",\"lease\":" + str(lease) +
+                       "}}]}";
     call("kv/txn", body, [done](Result<json::Value> r) {
         if (!r) return done(r.error());
         done(Ok{});
@@ -601,8 +622,8 @@ void Etcd::markHandover(std::int64_t createRevision, std::int64_t lease, const s
 }
 
 void Etcd::putMember(std::int64_t lease, std::function<void(Result<Ok>)> done) {
-    std::string body = "{\"key\":" + quote(base64::encode(m_membersPrefix + m_s.self)) + ",\"value\":" +
-                       quote(base64::encode(m_s.self)) + ",\"lease\":" + str(lease) + "}";
+    std::string body = "{\"key\":" + quote(base64::encode(m_membersPrefix + m_s.self)) +
+                       ",\"value\":" + quote(base64::encode(m_s.self)) + ",\"lease\":" + str(lease) + "}";
     call("kv/put", body, [done](Result<json::Value> r) {
         if (!r) return done(r.error());
         done(Ok{});
@@ -613,8 +634,8 @@ void Etcd::readMembers(std::function<void(Result<std::vector<std::string>>)> don
     // A prefix range: range_end is the prefix with its last byte incremented.
     std::string end = m_membersPrefix;
     end.back() = static_cast<char>(end.back() + 1);
-    std::string body = "{\"key\":" + quote(base64::encode(m_membersPrefix)) + ",\"range_end\":" +
-                       quote(base64::encode(end)) + ",\"keys_only\":true}";
+    std::string body = "{\"key\":" + quote(base64::encode(m_membersPrefix)) +
+                       ",\"range_end\":" + quote(base64::encode(end)) + ",\"keys_only\":true}";
     std::size_t prefixLength = m_membersPrefix.size();
     call("kv/range", body, [done, prefixLength](Result<json::Value> r) {
         if (!r) return done(r.error());

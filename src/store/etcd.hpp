@@ -7,7 +7,6 @@
 #include <memory>
 
 #include "common/json.hpp"
-
 #include "store/endpoints.hpp"
 #include "store/http.hpp"
 #include "store/store.hpp"
@@ -109,7 +108,8 @@ private:
     RequestId m_watchRequest = 0;
     std::size_t m_watchEndpoint = 0;
     std::int64_t m_watchSeen = 0;
-    std::int64_t m_maxRevision = 0;  ///< highest revision seen in any reply or event  ///< highest revision applied; older events are dropped
+    std::int64_t m_maxRevision =
+        0;  ///< highest revision seen in any reply or event  ///< highest revision applied; older events are dropped
     std::string m_watchBuffer;
     core::TimePoint m_watchOpenedAt{};
     core::TimePoint m_watchProgressAt{};  ///< last whole line

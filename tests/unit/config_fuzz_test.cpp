@@ -44,8 +44,8 @@ std::string percentIBomb(std::size_t replicas, std::size_t actionBytes) {
     for (std::size_t i = 0; i < replicas; ++i) ids += (i ? ",\"" : "\"") + std::to_string(i) + "\"";
     std::string action;
     while (action.size() < actionBytes) action += "echo %i%i%i ";
-    return "app-name = \"a\"\nreplicas = [" + ids + "]\n[actions]\nensure-active = \"" + action + "\"\nensure-passive = \"" + action +
-           "\"\nrestart-prom = \"" + action + "\"\n";
+    return "app-name = \"a\"\nreplicas = [" + ids + "]\n[actions]\nensure-active = \"" + action +
+           "\"\nensure-passive = \"" + action + "\"\nrestart-prom = \"" + action + "\"\n";
 }
 
 class Mutator {
@@ -62,8 +62,9 @@ public:
 private:
     std::string once(std::string s, bool json) {
         const std::size_t at = pick(s.size() + 1);
-        static const char* bytes[] = {"\0", "\xff", "\xc3", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\x1b[2J", "\n", "\"",
-                                      "[", "{", "}", "]", "=", ",", "#", "\\", "'''", "\"\"\"", "%i", "\r"};
+        static const char* bytes[] = {
+            "\0", "\xff", "\xc3", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\x1b[2J", "\n", "\"", "[", "{", "}", "]", "=",
+            ",",  "#",    "\\",   "'''",          "\"\"\"",           "%i",      "\r"};
         switch (pick(10)) {
             case 0:  // flip a byte
                 if (!s.empty()) s[pick(s.size())] ^= static_cast<char>(1 << pick(8));
@@ -80,7 +81,7 @@ private:
             }
             case 4:  // truncate
                 return s.substr(0, at);
-            case 5: {  // a depth bomb as a value
+            case 5: {                                                  // a depth bomb as a value
                 std::size_t depth = std::size_t(1) << (4 + pick(15));  // 16 .. 256 Ki levels
                 std::string open = json ? (pick(2) ? "[" : "{\"a\":") : (pick(2) ? "[" : "{a=");
                 std::string bomb;
@@ -119,12 +120,14 @@ private:
                 return out;
             }
             default: {  // a number out of every range
-                static const char* nums[] = {"9223372036854775808", "-9223372036854775809", "1e400", "-0", "0x7fffffff",
-                                             "nan", "inf", "99999999999999999999999"};
+                static const char* nums[] = {
+                    "9223372036854775808",    "-9223372036854775809", "1e400", "-0", "0x7fffffff", "nan", "inf",
+                    "99999999999999999999999"};
                 auto eq = s.find(json ? ':' : '=', at);
                 if (eq == std::string::npos) return s;
                 auto end = s.find_first_of(json ? ",}" : "\n", eq);
-                return s.replace(eq + 1, end == std::string::npos ? 0 : end - eq - 1, std::string(" ") + nums[pick(std::size(nums))]);
+                return s.replace(eq + 1, end == std::string::npos ? 0 : end - eq - 1,
+                                 std::string(" ") + nums[pick(std::size(nums))]);
             }
         }
     }
@@ -181,7 +184,8 @@ TEST(ConfigFuzz, MutatedFilesLoadOrAreRefusedWithALocationWithinTwoSeconds) {
         auto t0 = std::chrono::steady_clock::now();
         auto r = config::load(path, "");
         auto took = std::chrono::steady_clock::now() - t0;
-        std::string what = "case " + std::to_string(i) + " (" + seed.name + ", " + std::to_string(text.size()) + " bytes)";
+        std::string what =
+            "case " + std::to_string(i) + " (" + seed.name + ", " + std::to_string(text.size()) + " bytes)";
         EXPECT_LT(took, std::chrono::seconds(2)) << what;
         expectExitZeroOr78(path, r, what);
         if (!r.config) ++refused;

@@ -1,15 +1,17 @@
+#include "store/endpoints.hpp"
+
 #include <gtest/gtest.h>
 
 #include <set>
-
-#include "store/endpoints.hpp"
 
 using namespace prom;
 using namespace std::chrono_literals;
 using store::Endpoints;
 
 namespace {
-core::TimePoint at(int ms) { return core::TimePoint(core::Duration(ms)); }
+core::TimePoint at(int ms) {
+    return core::TimePoint(core::Duration(ms));
+}
 }  // namespace
 
 TEST(Endpoints, EachLogicalRequestTriesEveryEndpointOnceStartingWithThePreferred) {

@@ -1,13 +1,14 @@
 // Issue 9 item 11: an exception must not unwind through sd-event's or libcurl's C frames. The
 // trampolines catch it, end the loop, and run() rethrows it to main.
+#include "sd/event_loop.hpp"
+
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <stdexcept>
 
-#include "sd/event_loop.hpp"
 #include "store/http.hpp"
 
 using namespace prom;

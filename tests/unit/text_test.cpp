@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "common/text.hpp"
+
+#include <gtest/gtest.h>
 
 using namespace prom;
 
@@ -20,7 +20,9 @@ TEST(Sanitize, ProducesValidUtf8WithoutControlCharacters) {
     EXPECT_EQ(text::sanitize("ok"), "ok");
     EXPECT_EQ(text::sanitize("a\nb\tc\x1b[31m\x7f"), "a\\nb\\tc\\x1b[31m\\x7f");
     EXPECT_EQ(text::sanitize(std::string("a\0b", 3)), "a\\x00b");
-    EXPECT_EQ(text::sanitize("\xC2\x9B" "2J"), "\\u009b2J");  // C1 CSI
+    EXPECT_EQ(text::sanitize("\xC2\x9B"
+                             "2J"),
+              "\\u009b2J");  // C1 CSI
     EXPECT_EQ(text::sanitize("x\xC3"), "x\xEF\xBF\xBD");
     EXPECT_EQ(text::sanitize("\xC3\xA9"), "\xC3\xA9");
     for (int b = 0; b < 256; ++b) {
