@@ -440,6 +440,17 @@ void Etcd::watchLeader(std::int64_t fromRevision, std::function<void(const core:
 }
 
 void Etcd::openWatch() {
+    if (!m_s.user.empty() && (m_token.empty() || m_authenticating)) {
+        // Like every request, the watch waits for the token: without it etcd cancels it.
+        std::weak_ptr<bool> alive = m_alive;
+        const std::uint64_t generation = m_watchGeneration;
+        authenticate([this, alive, generation](Result<Ok> r) {
+            if (alive.expired() || !m_watching || generation != m_watchGeneration) return;
+            if (!r) return breakWatch(r.error().message);
+            openWatch();
+        });
+        return;
+    }
     m_watchBuffer.clear();
     m_watchEndpoint = m_endpoints.preferred();
     m_watchOpenedAt = m_watchProgressAt = sd::EventLoop::now();
