@@ -146,6 +146,7 @@ public:
             if (!es.user.empty()) es.password = storePassword(m_config.store);
             auto ttl = core::Duration(config::leaseTtlSeconds(m_config.election) * 1000);
             es.requestTimeout = std::clamp<std::chrono::milliseconds>(ttl / 3, 500ms, 2000ms);
+            es.leaseTtl = ttl;  // bounds the TTL a store may report for a resumed lease too
             m_store = std::make_unique<store::Etcd>(m_loop, m_http, es);
         }
         auto feed = [this](core::Event e) { this->feed(std::move(e)); };
