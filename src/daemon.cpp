@@ -230,16 +230,7 @@ private:
     daemon::StatusSinks statusSinks() {
         daemon::StatusSinks s;
         s.properties = [this](const daemon::Status& st) {
-            if (!m_api) return;
-            api::ReplicaState r;
-            r.role = st.role;
-            r.leader = st.leader;
-            r.fencingToken = st.fencingToken;
-            r.storeHealthy = st.storeHealthy;
-            r.paused = st.paused;
-            r.lastTransitionUSec = st.lastTransitionUSec;
-            r.lastError = st.lastError;
-            m_api->update(r);
+            if (m_api) m_api->update(st);
         };
         s.roleChanged = [this](const std::string& oldRole, const std::string& newRole, std::uint64_t token) {
             ++m_counters.transitions;

@@ -6,20 +6,10 @@
 #include <set>
 
 #include "api/bus.hpp"
+#include "api/replica_state.hpp"
 #include "prom/org_prom_Prom1_adaptor.h"
 
 namespace prom::api {
-
-/** What the properties show. */
-struct ReplicaState {
-    std::string role = "starting";
-    std::string leader;
-    std::uint64_t fencingToken = 0;
-    bool storeHealthy = false;
-    bool paused = false;
-    std::uint64_t lastTransitionUSec = 0;
-    std::string lastError;
-};
 
 /** Answers of the daemon to a method call: "" = accepted, else a D-Bus error name. */
 struct Verdict {
