@@ -174,8 +174,8 @@ public:
             // Startup order (STYLE.md): object registered first, the name requested last, so
             // that whoever sees the name finds the object.
             try {
-                m_bus = std::make_unique<api::BusConnection>(
-                    m_loop, m_options.bus == "system" ? api::BusKind::System : api::BusKind::Session);
+                m_bus = std::make_unique<sd::BusConnection>(
+                    m_loop, m_options.bus == "system" ? sd::BusKind::System : sd::BusKind::Session);
                 m_api = std::make_unique<api::DbusReplica>(*m_bus, m_options.id, m_config.appName, handlers());
                 m_bus->connection().requestName(api::busNameFor(m_options.id));
             } catch (const sdbus::Error& e) {
@@ -417,7 +417,7 @@ private:
     std::unique_ptr<daemon::StoreDriver> m_storeDriver;
     std::unique_ptr<daemon::ActionDriver> m_actionDriver;
     std::vector<sd::Source> m_signals;
-    std::unique_ptr<api::BusConnection> m_bus;
+    std::unique_ptr<sd::BusConnection> m_bus;
     std::unique_ptr<api::DbusReplica> m_api;
     sd::Source m_watchdog;
     bool m_watchdogWarned = false;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "api/bus.hpp"
+#include "sd/bus.hpp"
 #include "api/replica_state.hpp"
 #include "prom/org_prom_Prom1_adaptor.h"
 
@@ -25,7 +26,7 @@ struct ReplicaHandlers {
 
 class DbusReplica : public sdbus::AdaptorInterfaces<org::prom::Prom1::Replica_adaptor> {
 public:
-    DbusReplica(BusConnection& bus, std::string replicaId, std::string appName, ReplicaHandlers handlers);
+    DbusReplica(sd::BusConnection& bus, std::string replicaId, std::string appName, ReplicaHandlers handlers);
     ~DbusReplica();
 
     /** Updates the properties; changed ones are announced before the next poll. */

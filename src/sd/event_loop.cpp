@@ -43,10 +43,10 @@ EventLoop::~EventLoop() { sd_event_unref(m_event); }
 
 // CLOCK_BOOTTIME: a lease keeps running in the store while this machine is suspended, and
 // CLOCK_MONOTONIC would stop; deadlines must count that time.
-core::TimePoint EventLoop::now() {
+TimePoint EventLoop::now() {
     timespec ts{};
     clock_gettime(CLOCK_BOOTTIME, &ts);
-    return core::TimePoint(core::Duration(ts.tv_sec * 1000LL + ts.tv_nsec / 1000000));
+    return TimePoint(Duration(ts.tv_sec * 1000LL + ts.tv_nsec / 1000000));
 }
 
 void EventLoop::callbackFailed() noexcept {
@@ -65,7 +65,7 @@ int EventLoop::guarded(void* p, F&& call) noexcept {
     return 0;
 }
 
-Source EventLoop::addTimer(core::TimePoint at, std::function<void()> cb) {
+Source EventLoop::addTimer(TimePoint at, std::function<void()> cb) {
     sd_event_source* s = nullptr;
     auto usec = static_cast<std::uint64_t>(std::max<std::int64_t>(at.time_since_epoch().count(), 0)) * 1000;
     int r = sd_event_add_time(

@@ -7,7 +7,7 @@
 #include <functional>
 #include <memory>
 
-#include "core/election.hpp"
+#include "common/clock.hpp"
 
 namespace prom::sd {
 
@@ -26,10 +26,10 @@ public:
 
     sd_event* get() const { return m_event; }
     /** CLOCK_BOOTTIME (monotonic, and counting suspend) as the election core counts it. */
-    static core::TimePoint now();
+    static TimePoint now();
 
     /** One-shot timer at a now() time point. */
-    Source addTimer(core::TimePoint at, std::function<void()> cb);
+    Source addTimer(TimePoint at, std::function<void()> cb);
     Source addIo(int fd, std::uint32_t events, std::function<void(std::uint32_t revents)> cb);
     /** Child exit (SIGCHLD must be blocked, see blockSignals()). */
     Source addChild(pid_t pid, std::function<void(const siginfo_t&)> cb);

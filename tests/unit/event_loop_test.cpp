@@ -51,7 +51,7 @@ TEST(EventLoop, AnExceptionInAnIoCallbackIsRethrownByRun) {
 TEST(EventLoop, NowIsBoottimeAndTimersUseIt) {
     timespec ts{};
     clock_gettime(CLOCK_BOOTTIME, &ts);
-    auto boot = core::Duration(ts.tv_sec * 1000LL + ts.tv_nsec / 1000000);
+    auto boot = prom::Duration(ts.tv_sec * 1000LL + ts.tv_nsec / 1000000);
     EXPECT_LE(std::chrono::abs(sd::EventLoop::now().time_since_epoch() - boot), 50ms);
     sd::EventLoop loop;
     auto start = sd::EventLoop::now();
