@@ -173,6 +173,7 @@ public:
             if (!es.user.empty()) es.password = storePassword(m_config.store);
             auto ttl = core::Duration(config::leaseTtlSeconds(m_config.election) * 1000);
             es.requestTimeout = std::clamp<std::chrono::milliseconds>(ttl / 3, 500ms, 2000ms);
+            es.leaseTtl = ttl;  // bounds the TTL a store may report for a resumed lease too
             m_store = std::make_unique<store::Etcd>(m_loop, m_http, es);
         }
         auto feed = [this](core::Event e) { this->feed(std::move(e)); };
@@ -209,8 +210,8 @@ public:
             // Startup order (STYLE.md): object registered first, the name requested last, so
             // that whoever sees the name finds the object.
             try {
-                m_bus = std::make_unique<api::BusConnection>(
-                    m_loop, m_options.bus == "system" ? api::BusKind::System : api::BusKind::Session);
+                m_bus = std::make_unique<sd::BusConnection>(
+                    m_loop, m_options.bus == "system" ? sd::BusKind::System : sd::BusKind::Session);
                 m_api = std::make_unique<api::DbusReplica>(*m_bus, m_options.id, m_config.appName, handlers());
                 m_bus->connection().requestName(api::busNameFor(m_options.id));
             } catch (const sdbus::Error& e) {
@@ -281,18 +282,7 @@ private:
     daemon::StatusSinks statusSinks() {
         daemon::StatusSinks s;
         s.properties = [this](const daemon::Status& st) {
-            if (!m_api) return;
-            api::ReplicaState r;
-            r.role = st.role;
-            r.leader = st.leader;
-            r.fencingToken = st.fencingToken;
-            r.storeHealthy = st.storeHealthy;
-            r.paused = st.paused;
-            r.lastTransitionUSec = st.lastTransitionUSec;
-            r.lastError = st.lastError;
-            r.mode = st.mode;
-            r.peerSupport = st.peerSupport;
-            m_api->update(r);
+            if (m_api) m_api->update(st);
         };
         s.roleChanged = [this](const std::string& oldRole, const std::string& newRole, std::uint64_t token) {
             ++m_counters.transitions;
@@ -368,7 +358,6 @@ private:
     api::ReplicaHandlers handlers() {
         api::ReplicaHandlers h;
         h.switchover = [this](const std::string& target) -> api::Verdict {
-            log::notice("D-Bus: Switchover(\"" + target + "\") requested");
             switch (m_election.canSwitchover(target, m_config.replicas)) {
                 case core::RequestResult::NotActive: return notActive();
                 case core::RequestResult::InvalidArgs:
@@ -381,7 +370,6 @@ private:
             return {};
         };
         h.resign = [this]() -> api::Verdict {
-            log::notice("D-Bus: Resign() requested");
             if (m_election.canResign() != core::RequestResult::Accepted) return notActive();
             if (!m_storeDriver->healthy())
                 return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
@@ -389,7 +377,6 @@ private:
             return {};
         };
         h.pause = [this](bool pause) -> api::Verdict {
-            log::notice(std::string("D-Bus: ") + (pause ? "Pause()" : "Resume()") + " requested");
             feed(core::PauseRequest{pause});
             return {};
         };
@@ -495,7 +482,7 @@ private:
     std::unique_ptr<daemon::ActionDriver> m_actionDriver;
     std::unique_ptr<peer::Transport> m_peer;  ///< fast mode only
     std::vector<sd::Source> m_signals;
-    std::unique_ptr<api::BusConnection> m_bus;
+    std::unique_ptr<sd::BusConnection> m_bus;
     std::unique_ptr<api::DbusReplica> m_api;
     sd::Source m_watchdog;
     bool m_watchdogWarned = false;

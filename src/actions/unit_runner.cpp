@@ -16,7 +16,7 @@ UnitRunner::~UnitRunner() {
 bool UnitRunner::connect(std::string& error) {
     if (m_manager) return true;
     try {
-        m_bus = std::make_unique<api::BusConnection>(m_loop, api::BusKind::System);
+        m_bus = std::make_unique<sd::BusConnection>(m_loop, sd::BusKind::System);
         m_manager = sdbus::createProxy(m_bus->connection(), "org.freedesktop.systemd1", "/org/freedesktop/systemd1");
         m_manager->uponSignal("JobRemoved").onInterface(kManager).call(
             [this](std::uint32_t, const sdbus::ObjectPath& job, const std::string& unit, const std::string& result) {

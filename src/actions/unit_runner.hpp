@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "actions/runner.hpp"
-#include "api/bus.hpp"
+#include "sd/bus.hpp"
 
 namespace prom::actions {
 
@@ -29,7 +29,7 @@ private:
     void onJobRemoved(const sdbus::ObjectPath& job, const std::string& unit, const std::string& result);
 
     sd::EventLoop& m_loop;
-    std::unique_ptr<api::BusConnection> m_bus;
+    std::unique_ptr<sd::BusConnection> m_bus;
     std::unique_ptr<sdbus::IProxy> m_manager;
     config::Action m_action;
     std::string m_name;

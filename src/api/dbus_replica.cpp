@@ -27,7 +27,7 @@ std::string escaped(const std::string& s) {
 
 }  // namespace
 
-DbusReplica::DbusReplica(BusConnection& bus, std::string replicaId, std::string appName, ReplicaHandlers handlers)
+DbusReplica::DbusReplica(sd::BusConnection& bus, std::string replicaId, std::string appName, ReplicaHandlers handlers)
     : AdaptorInterfaces(bus.connection(), kObjectPath),
       m_id(std::move(replicaId)),
       m_app(std::move(appName)),

@@ -6,22 +6,11 @@
 #include <set>
 
 #include "api/bus.hpp"
+#include "sd/bus.hpp"
+#include "api/replica_state.hpp"
 #include "prom/org_prom_Prom1_adaptor.h"
 
 namespace prom::api {
-
-/** What the properties show. */
-struct ReplicaState {
-    std::string role = "starting";
-    std::string leader;
-    std::uint64_t fencingToken = 0;
-    bool storeHealthy = false;
-    bool paused = false;
-    std::uint64_t lastTransitionUSec = 0;
-    std::string lastError;
-    std::string mode = "lease";     ///< fast mode: "fast"
-    std::uint32_t peerSupport = 0;  ///< fast mode: peers supporting this replica's epoch
-};
 
 /** Answers of the daemon to a method call: "" = accepted, else a D-Bus error name. */
 struct Verdict {
@@ -37,7 +26,7 @@ struct ReplicaHandlers {
 
 class DbusReplica : public sdbus::AdaptorInterfaces<org::prom::Prom1::Replica_adaptor> {
 public:
-    DbusReplica(BusConnection& bus, std::string replicaId, std::string appName, ReplicaHandlers handlers);
+    DbusReplica(sd::BusConnection& bus, std::string replicaId, std::string appName, ReplicaHandlers handlers);
     ~DbusReplica();
 
     /** Updates the properties; changed ones are announced before the next poll. */

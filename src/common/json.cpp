@@ -100,11 +100,51 @@ struct Builder {
     }
 };
 
+// Depth and number of values, outside strings, in one pass: a hostile document is refused
+// before simdjson or the recursive Builder see it.
+std::optional<SyntaxError> checkLimits(std::string_view text, const Limits& limits) {
+    if (text.size() > limits.maxBytes)
+        return SyntaxError{limits.maxBytes, "document larger than " + std::to_string(limits.maxBytes) + " bytes"};
+    std::size_t depth = 0, values = 1;
+    bool inString = false, escaped = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        char c = text[i];
+        if (inString) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                inString = false;
+            continue;
+        }
+        switch (c) {
+            case '"': inString = true; break;
+            case '[':
+            case '{':
+                if (++depth > limits.maxDepth)
+                    return SyntaxError{i, "JSON nested deeper than " + std::to_string(limits.maxDepth) + " levels"};
+                [[fallthrough]];
+            case ',':
+                if (++values > limits.maxValues)
+                    return SyntaxError{i, "JSON with more than " + std::to_string(limits.maxValues) + " values"};
+                break;
+            case ']':
+            case '}':
+                if (depth) --depth;
+                break;
+            default: break;
+        }
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
-std::variant<Value, SyntaxError> parse(std::string_view text) {
+std::variant<Value, SyntaxError> parse(std::string_view text, const Limits& limits) {
     std::size_t firstNonSpace = text.find_first_not_of(" \t\r\n");
     if (firstNonSpace == std::string_view::npos) return SyntaxError{text.size(), "empty document"};
+    if (auto e = checkLimits(text, limits)) return *e;
     simdjson::padded_string padded(text);
     od::parser parser;
     od::document doc;

@@ -45,8 +45,20 @@ struct SyntaxError {
     std::string message;
 };
 
-/** Parses a whole document; rejects trailing content. */
-std::variant<Value, SyntaxError> parse(std::string_view text);
+/** Bounds on a document, checked by a linear scan before anything is built: nesting deeper
+ *  than maxDepth would recurse without bound, and every value costs ~150 bytes in the tree
+ *  (a 4 MiB array of 0s would cost ~300 MB). */
+struct Limits {
+    std::size_t maxBytes = 16u << 20;
+    std::size_t maxDepth = 64;
+    std::size_t maxValues = 200000;
+};
+
+/** Limits for replies of a coordination store: small objects, shallow. */
+inline constexpr Limits kStoreLimits{1u << 20, 32, 20000};
+
+/** Parses a whole document within limits; rejects trailing content. */
+std::variant<Value, SyntaxError> parse(std::string_view text, const Limits& limits = Limits{});
 
 /** 1-based line and column of a byte offset. */
 std::pair<int, int> lineColumn(std::string_view text, std::size_t offset);

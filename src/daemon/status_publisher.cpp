@@ -1,6 +1,7 @@
 #include "daemon/status_publisher.hpp"
 
 #include "common/log.hpp"
+#include "common/text.hpp"
 
 namespace prom::daemon {
 
@@ -16,7 +17,7 @@ void StatusPublisher::push() {
 void StatusPublisher::storeHealth(bool healthy, const std::string& error) {
     m_status.storeHealthy = healthy;
     if (!healthy) {
-        m_status.lastError = error;
+        m_status.lastError = text::sanitize(error, 300);
         m_storeError = true;
     } else if (m_storeError) {
         m_status.lastError.clear();
@@ -27,7 +28,8 @@ void StatusPublisher::storeHealth(bool healthy, const std::string& error) {
 
 void StatusPublisher::refresh(const core::Election& e) {
     m_status.role = core::toString(e.role());
-    m_status.leader = e.leader();
+    // The last line of defence before D-Bus (which rejects invalid UTF-8) and terminals.
+    m_status.leader = text::sanitize(e.leader());
     m_status.fencingToken = static_cast<std::uint64_t>(e.token());
     m_status.paused = e.paused();
     m_status.mode = e.fastMode() ? "fast" : "lease";
@@ -65,8 +67,8 @@ bool StatusPublisher::apply(const core::Effect& effect) {
         return true;
     }
     if (auto* e = std::get_if<core::PublishError>(&effect)) {
-        log::warning(e->message);
-        m_status.lastError = e->message;
+        m_status.lastError = text::sanitize(e->message, 300);
+        log::warning(m_status.lastError);
         m_storeError = false;
         push();
         return true;

@@ -6,23 +6,13 @@
 #include <functional>
 #include <string>
 
+#include "api/replica_state.hpp"
 #include "core/election.hpp"
 
 namespace prom::daemon {
 
 /** What the D-Bus properties show. */
-struct Status {
-    std::string role = "starting";
-    std::string leader;
-    std::uint64_t fencingToken = 0;
-    bool storeHealthy = false;
-    bool paused = false;
-    std::uint64_t lastTransitionUSec = 0;
-    std::string lastError;
-    std::string mode = "lease";
-    std::uint32_t peerSupport = 0;
-    bool operator==(const Status&) const = default;
-};
+using Status = api::ReplicaState;
 
 struct StatusSinks {
     std::function<void(const Status&)> properties;  ///< D-Bus properties (may be empty)

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <exception>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -9,11 +10,19 @@
 namespace prom::sd {
 namespace {
 
+// What a source calls, with the loop that owns it: a callback that throws must not unwind
+// through sd-event's C frames, so the trampoline catches, ends the loop, and run() rethrows.
 template <class F>
-F* attach(sd_event_source* s, F* fn) {
-    sd_event_source_set_userdata(s, fn);
-    sd_event_source_set_destroy_callback(s, [](void* p) { delete static_cast<F*>(p); });
-    return fn;
+struct Callback {
+    EventLoop* loop;
+    F fn;
+};
+
+template <class F>
+Callback<F>* attach(sd_event_source* s, Callback<F>* cb) {
+    sd_event_source_set_userdata(s, cb);
+    sd_event_source_set_destroy_callback(s, [](void* p) { delete static_cast<Callback<F>*>(p); });
+    return cb;
 }
 
 // Once the loop has finished (sd_event_exit was dispatched), sd-event refuses new sources
@@ -32,25 +41,39 @@ void check(int r, const char* what) {
 EventLoop::EventLoop() { check(sd_event_new(&m_event), "sd_event_new"); }
 EventLoop::~EventLoop() { sd_event_unref(m_event); }
 
-core::TimePoint EventLoop::now() {
+// CLOCK_BOOTTIME: a lease keeps running in the store while this machine is suspended, and
+// CLOCK_MONOTONIC would stop; deadlines must count that time.
+TimePoint EventLoop::now() {
     timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return core::TimePoint(core::Duration(ts.tv_sec * 1000LL + ts.tv_nsec / 1000000));
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return TimePoint(Duration(ts.tv_sec * 1000LL + ts.tv_nsec / 1000000));
 }
 
-Source EventLoop::addTimer(core::TimePoint at, std::function<void()> cb) {
+void EventLoop::callbackFailed() noexcept {
+    if (!m_failure) m_failure = std::current_exception();
+    sd_event_exit(m_event, 1);
+}
+
+template <class... A, class F>
+int EventLoop::guarded(void* p, F&& call) noexcept {
+    auto* cb = static_cast<Callback<std::function<void(A...)>>*>(p);
+    try {
+        call(cb->fn);
+    } catch (...) {
+        cb->loop->callbackFailed();
+    }
+    return 0;
+}
+
+Source EventLoop::addTimer(TimePoint at, std::function<void()> cb) {
     sd_event_source* s = nullptr;
     auto usec = static_cast<std::uint64_t>(std::max<std::int64_t>(at.time_since_epoch().count(), 0)) * 1000;
     int r = sd_event_add_time(
-        m_event, &s, CLOCK_MONOTONIC, usec, 1000,
-        [](sd_event_source*, std::uint64_t, void* p) {
-            (*static_cast<std::function<void()>*>(p))();
-            return 0;
-        },
-        nullptr);
+        m_event, &s, CLOCK_BOOTTIME, usec, 1000,
+        [](sd_event_source*, std::uint64_t, void* p) { return guarded<>(p, [](auto& f) { f(); }); }, nullptr);
     if (r == kFinished) return Source();
     check(r, "sd_event_add_time");
-    attach(s, new std::function<void()>(std::move(cb)));
+    attach(s, new Callback<std::function<void()>>{this, std::move(cb)});
     return Source(s);
 }
 
@@ -59,13 +82,12 @@ Source EventLoop::addIo(int fd, std::uint32_t events, std::function<void(std::ui
     int r = sd_event_add_io(
         m_event, &s, fd, events,
         [](sd_event_source*, int, std::uint32_t revents, void* p) {
-            (*static_cast<std::function<void(std::uint32_t)>*>(p))(revents);
-            return 0;
+            return guarded<std::uint32_t>(p, [revents](auto& f) { f(revents); });
         },
         nullptr);
     if (r == kFinished) return Source();
     check(r, "sd_event_add_io");
-    attach(s, new std::function<void(std::uint32_t)>(std::move(cb)));
+    attach(s, new Callback<std::function<void(std::uint32_t)>>{this, std::move(cb)});
     return Source(s);
 }
 
@@ -74,13 +96,12 @@ Source EventLoop::addChild(pid_t pid, std::function<void(const siginfo_t&)> cb) 
     int r = sd_event_add_child(
         m_event, &s, pid, WEXITED,
         [](sd_event_source*, const siginfo_t* si, void* p) {
-            (*static_cast<std::function<void(const siginfo_t&)>*>(p))(*si);
-            return 0;
+            return guarded<const siginfo_t&>(p, [si](auto& f) { f(*si); });
         },
         nullptr);
     if (r == kFinished) return Source();
     check(r, "sd_event_add_child");
-    attach(s, new std::function<void(const siginfo_t&)>(std::move(cb)));
+    attach(s, new Callback<std::function<void(const siginfo_t&)>>{this, std::move(cb)});
     return Source(s);
 }
 
@@ -88,13 +109,10 @@ Source EventLoop::addSignal(int signal, std::function<void()> cb) {
     sd_event_source* s = nullptr;
     check(sd_event_add_signal(
               m_event, &s, signal,
-              [](sd_event_source*, const signalfd_siginfo*, void* p) {
-                  (*static_cast<std::function<void()>*>(p))();
-                  return 0;
-              },
+              [](sd_event_source*, const signalfd_siginfo*, void* p) { return guarded<>(p, [](auto& f) { f(); }); },
               nullptr),
           "sd_event_add_signal");
-    attach(s, new std::function<void()>(std::move(cb)));
+    attach(s, new Callback<std::function<void()>>{this, std::move(cb)});
     return Source(s);
 }
 
@@ -108,23 +126,40 @@ Source EventLoop::addIoWithPrepare(int fd, std::uint32_t events, std::function<v
     check(sd_event_add_io(
               m_event, &s, fd, events,
               [](sd_event_source*, int, std::uint32_t revents, void* p) {
-                  static_cast<Both*>(p)->io(revents);
+                  auto* cb = static_cast<Callback<Both>*>(p);
+                  try {
+                      cb->fn.io(revents);
+                  } catch (...) {
+                      cb->loop->callbackFailed();
+                  }
                   return 0;
               },
               nullptr),
           "sd_event_add_io");
-    attach(s, new Both{std::move(cb), std::move(prepare)});
+    attach(s, new Callback<Both>{this, Both{std::move(cb), std::move(prepare)}});
     check(sd_event_source_set_prepare(s,
-                                      [](sd_event_source* src, void* p) {
-                                          static_cast<Both*>(p)->prepare();
-                                          (void)src;
+                                      [](sd_event_source*, void* p) {
+                                          auto* cb = static_cast<Callback<Both>*>(p);
+                                          try {
+                                              cb->fn.prepare();
+                                          } catch (...) {
+                                              cb->loop->callbackFailed();
+                                          }
                                           return 0;
                                       }),
           "sd_event_source_set_prepare");
     return Source(s);
 }
 
-int EventLoop::run() { return sd_event_loop(m_event); }
+int EventLoop::run() {
+    int r = sd_event_loop(m_event);
+    if (m_failure) {
+        std::exception_ptr e = std::move(m_failure);
+        m_failure = nullptr;
+        std::rethrow_exception(e);
+    }
+    return r;
+}
 void EventLoop::exit(int code) { sd_event_exit(m_event, code); }
 
 void EventLoop::blockSignals() {

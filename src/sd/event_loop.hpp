@@ -3,10 +3,11 @@
 // process and signal of the daemon. Callbacks live as long as their Source.
 #include <systemd/sd-event.h>
 
+#include <exception>
 #include <functional>
 #include <memory>
 
-#include "core/election.hpp"
+#include "common/clock.hpp"
 
 namespace prom::sd {
 
@@ -24,11 +25,11 @@ public:
     EventLoop& operator=(const EventLoop&) = delete;
 
     sd_event* get() const { return m_event; }
-    /** CLOCK_MONOTONIC as the election core counts it. */
-    static core::TimePoint now();
+    /** CLOCK_BOOTTIME (monotonic, and counting suspend) as the election core counts it. */
+    static TimePoint now();
 
-    /** One-shot timer at a CLOCK_MONOTONIC time point. */
-    Source addTimer(core::TimePoint at, std::function<void()> cb);
+    /** One-shot timer at a now() time point. */
+    Source addTimer(TimePoint at, std::function<void()> cb);
     Source addIo(int fd, std::uint32_t events, std::function<void(std::uint32_t revents)> cb);
     /** Child exit (SIGCHLD must be blocked, see blockSignals()). */
     Source addChild(pid_t pid, std::function<void(const siginfo_t&)> cb);
@@ -38,14 +39,21 @@ public:
     Source addIoWithPrepare(int fd, std::uint32_t events, std::function<void(std::uint32_t revents)> cb,
                             std::function<void()> prepare);
 
+    /** Runs until exit(); an exception thrown by a callback ends the loop and is rethrown here. */
     int run();
     void exit(int code);
+    /** Called by a source's trampoline with an exception in flight: ends the loop; run() rethrows it. */
+    void callbackFailed() noexcept;
 
     /** Blocks the signals the loop handles, before any thread or child exists. */
     static void blockSignals();
 
 private:
+    template <class... A, class F>
+    static int guarded(void* p, F&& call) noexcept;
+
     sd_event* m_event = nullptr;
+    std::exception_ptr m_failure;
 };
 
 }  // namespace prom::sd

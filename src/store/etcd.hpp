@@ -3,9 +3,11 @@
 // "etcd" section): base64 keys, int64 as strings, omitted defaults, keepalive as one POST,
 // watch as an endless NDJSON stream, ambiguous 5xx/timeouts on writes.
 #include <deque>
+#include <map>
+#include <memory>
 
 #include "common/json.hpp"
-
+#include "store/endpoints.hpp"
 #include "store/http.hpp"
 #include "store/store.hpp"
 
@@ -19,9 +21,21 @@ struct EtcdSettings {
     std::string user;
     std::string password;
     std::chrono::milliseconds requestTimeout{2000};
-    /** A watch silent this long is reopened (a dead TCP peer says nothing). */
-    std::chrono::milliseconds watchSilence{std::chrono::minutes(5)};
+    /** How long the watch's member may go without proving that it is alive (a whole watch
+     *  line, or an answered request) before it is probed; a probe that fails, or a member that
+     *  fails any request, moves the watch to another member. 0 = a third of the lease TTL the
+     *  core asked for (the keepalive period), or requestTimeout before any grant. A JSON-gateway
+     *  watch cannot ask for progress, and a dead TCP peer says nothing. */
+    std::chrono::milliseconds watchSilence{0};
+    /** The lease TTL prom asks for: a TTL etcd reports beyond it is clamped to it. 0 = the TTL
+     *  of the last grant, or kMaxTrustedTtl before any. */
+    std::chrono::milliseconds leaseTtl{0};
+    /** Seed of the backoff jitter (0 = from the clock). */
+    std::uint64_t seed = 0;
 };
+
+/** Longest TTL believed from etcd when prom has not said what it asked for (resumed lease). */
+inline constexpr core::Duration kMaxTrustedTtl{std::chrono::hours(1)};
 
 class Etcd : public Store {
 public:
@@ -46,42 +60,76 @@ public:
 
     const std::string& leaderKey() const { return m_leaderKey; }
 
+    /** Endpoint bookkeeping (tests). */
+    const Endpoints& endpoints() const { return m_endpoints; }
+
 private:
     void campaignAs(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done);
-    using Reply = std::function<void(Result<std::string>)>;
-    /** One unary RPC: tries the endpoints in order while the request cannot have reached a
-     *  server, authenticates when needed; Error for transport failures and non-2xx replies. */
-    void call(const std::string& path, const std::string& body, Reply done, std::size_t attempt = 0, bool reauth = false);
+    using Reply = std::function<void(Result<json::Value>)>;
+    /** Whether a request carries the auth token (and so waits while one is being fetched). */
+    enum class Auth { Token, None };
+    struct Call;
+    /** One unary RPC: tries each endpoint at most once (any failure moves on: refused,
+     *  timed out, no leader, 5xx, 3xx, a body that is not bounded JSON), after the backoff of
+     *  a round that failed everywhere; authenticates first when needed. The reply is the parsed
+     *  body of a 2xx, or an Error (a 4xx the endpoint stood behind, or every endpoint failed). */
+    void call(const std::string& path, const std::string& body, Reply done, Auth auth = Auth::Token);
+    void start(const std::shared_ptr<Call>& c);
+    void attempt(const std::shared_ptr<Call>& c);
+    void onReply(const std::shared_ptr<Call>& c, std::size_t index, HttpResponse resp);
+    void later(core::TimePoint at, std::function<void()> fn);
     void authenticate(std::function<void(Result<Ok>)> done);
+    void endpointFailed(std::size_t index, const std::string& why);
+    void openWatch();
     void onWatchData(std::string_view chunk);
     void breakWatch(const std::string& why);
-    void armSilenceCheck();
-    std::vector<std::string> headers() const;
+    void armWatchCheck();
+    void checkWatch();
+    void probeWatchMember();
+    core::Duration silenceLimit() const;
+    core::Duration clampTtl(std::int64_t lease, std::int64_t seconds) const;
+    std::vector<std::string> headers(Auth auth = Auth::Token) const;
 
     sd::EventLoop& m_loop;
     Http& m_http;
     EtcdSettings m_s;
+    Endpoints m_endpoints;
     std::string m_leaderKey;
     std::string m_membersPrefix;
-    std::size_t m_endpoint = 0;
     std::string m_token;
     bool m_authenticating = false;
     std::vector<std::function<void(Result<Ok>)>> m_authWaiters;
+    std::map<std::uint64_t, sd::Source> m_timers;  ///< delayed requests
+    std::uint64_t m_nextTimer = 0;
+    core::Duration m_askedTtl{0};
+    std::map<std::int64_t, core::Duration> m_leaseTtls;  ///< TTL asked for each lease granted here
 
+    // The watch: at most one; m_watchGeneration tells replies of an older one apart.
+    bool m_watching = false;
+    std::uint64_t m_watchGeneration = 0;
     RequestId m_watchRequest = 0;
-    bool m_watchSuspect = false;
+    std::size_t m_watchEndpoint = 0;
+    std::int64_t m_watchSeen = 0;
+    std::int64_t m_maxRevision =
+        0;  ///< highest revision seen in any reply or event  ///< highest revision applied; older events are dropped
     std::string m_watchBuffer;
+    core::TimePoint m_watchOpenedAt{};
+    core::TimePoint m_watchProgressAt{};  ///< last whole line
+    core::TimePoint m_partialSince{};     ///< when the unfinished line in the buffer began
+    int m_quickBreaks = 0;                ///< watches in a row that broke right after opening
+    bool m_probing = false;
     std::function<void(const core::WatchEvent&)> m_onEvent;
     std::function<void(const std::string&)> m_onBroken;
     sd::Source m_watchTimer;
+    sd::Source m_watchOpen;
     sd::Source m_watchDefer;
     std::vector<RequestId> m_toCancel;
-    core::TimePoint m_lastWatchData{};
     std::shared_ptr<bool> m_alive = std::make_shared<bool>(true);
 };
 
 /** Parses a KeyValue object of etcd's JSON (int64 as strings, omitted defaults). The leader
- *  key's value is the holder's replica id, or "ID>TARGET" while the holder hands over. */
+ *  key's value is the holder's replica id, or "ID>TARGET" while the holder hands over; both
+ *  are sanitized (anyone with write access to the prefix can write the key). */
 core::LeaderKey parseLeaderKv(const json::Value& kv);
 
 }  // namespace prom::store

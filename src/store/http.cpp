@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "common/log.hpp"
+#include "common/text.hpp"
 
 namespace prom::store {
 
@@ -18,6 +19,7 @@ struct Http::Request {
     Done done;
     Data onData;
     std::string pending;  ///< stream data not yet handed to onData
+    std::size_t maxBody = kMaxReplyBytes;
     char errorBuffer[CURL_ERROR_SIZE] = {};
     ~Request() {
         if (easy) {
@@ -74,10 +76,10 @@ std::string tlsProblem(CURLcode code, bool https) {
 }  // namespace
 
 std::string HttpResponse::describe() const {
-    if (error.rfind("TLS: ", 0) == 0) return error;
-    if (curl != CURLE_OK) return std::string(curl_easy_strerror(curl)) + (error.empty() ? "" : " (" + error + ")");
-    std::string b = body.size() > 300 ? body.substr(0, 300) + "..." : body;
-    while (!b.empty() && (b.back() == '\n' || b.back() == '\r')) b.pop_back();
+    if (error.rfind("TLS: ", 0) == 0) return text::sanitize(error, 400);
+    if (tooLarge) return "reply larger than the limit, cut off";
+    if (curl != CURLE_OK) return std::string(curl_easy_strerror(curl)) + (error.empty() ? "" : " (" + text::sanitize(error, 200) + ")");
+    std::string b = text::excerpt(body);
     return "HTTP " + std::to_string(status) + (b.empty() ? "" : ": " + b);
 }
 
@@ -99,8 +101,25 @@ Http::~Http() {
     curl_multi_cleanup(m_multi);
 }
 
+void Http::rethrowFromCallback() {
+    if (!m_callbackFailure) return;
+    std::exception_ptr e = std::move(m_callbackFailure);
+    m_callbackFailure = nullptr;
+    std::rethrow_exception(e);
+}
+
 int Http::onSocket(CURL*, curl_socket_t fd, int what, void* selfp, void*) {
     auto* self = static_cast<Http*>(selfp);
+    try {
+        return self->socketChanged(fd, what);
+    } catch (...) {
+        self->m_callbackFailure = std::current_exception();
+        return -1;  // curl fails the transfers on this socket
+    }
+}
+
+int Http::socketChanged(curl_socket_t fd, int what) {
+    Http* self = this;
     if (what == CURL_POLL_REMOVE) {
         self->m_sockets.erase(fd);
         return 0;
@@ -125,19 +144,25 @@ int Http::onSocket(CURL*, curl_socket_t fd, int what, void* selfp, void*) {
 
 int Http::onTimer(CURLM*, long timeoutMs, void* selfp) {
     auto* self = static_cast<Http*>(selfp);
-    if (timeoutMs < 0) {
-        self->m_timer.reset();
+    try {
+        if (timeoutMs < 0) {
+            self->m_timer.reset();
+            return 0;
+        }
+        // curl forbids calling socket_action from inside this callback: go through the loop.
+        self->m_timer = self->m_loop.addTimer(sd::EventLoop::now() + std::chrono::milliseconds(timeoutMs),
+                                              [self] { self->action(CURL_SOCKET_TIMEOUT, 0); });
         return 0;
+    } catch (...) {
+        self->m_callbackFailure = std::current_exception();
+        return -1;
     }
-    // curl forbids calling socket_action from inside this callback: go through the loop.
-    self->m_timer = self->m_loop.addTimer(sd::EventLoop::now() + std::chrono::milliseconds(timeoutMs),
-                                          [self] { self->action(CURL_SOCKET_TIMEOUT, 0); });
-    return 0;
 }
 
 void Http::action(curl_socket_t fd, int flags) {
     int running = 0;
     curl_multi_socket_action(m_multi, fd, flags, &running);
+    rethrowFromCallback();
     finishDone();
 }
 
@@ -179,9 +204,11 @@ void Http::finishDone() {
 }
 
 RequestId Http::request(const std::string& method, const std::string& url, const std::string& body,
-                        const std::vector<std::string>& headers, std::chrono::milliseconds timeout, Done done, Data onData) {
+                        const std::vector<std::string>& headers, std::chrono::milliseconds timeout, Done done, Data onData,
+                        std::size_t maxBody) {
     auto req = std::make_unique<Request>();
     req->owner = this;
+    req->maxBody = maxBody;
     req->id = m_next++;
     req->body = body;
     req->done = std::move(done);
@@ -215,34 +242,52 @@ RequestId Http::request(const std::string& method, const std::string& url, const
     if (!m_options.caFile.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, m_options.caFile.c_str());
     if (!m_options.certFile.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, m_options.certFile.c_str());
     if (!m_options.keyFile.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, m_options.keyFile.c_str());
+    // A store endpoint is http or https; never follow a reply elsewhere (curl does not
+    // follow redirects unless asked, and a 3xx is a failure of that endpoint).
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     // h2c does not reach etcd's gateway; HTTP/2 only where TLS negotiates it.
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, req.get());
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, +[](char* ptr, size_t size, size_t n, void* p) -> size_t {
         auto* r = static_cast<Request*>(p);
-        std::string_view chunk(ptr, size * n);
-        if (r->onData) {
-            // Delivered from the loop, not from inside curl: the receiver may start or
-            // cancel requests, which curl forbids within its callbacks.
-            if (r->pending.size() + chunk.size() > (8u << 20)) return 0;
-            r->pending.append(chunk);
-            r->owner->scheduleDelivery();
-        } else {
-            // Replies of the store are small; a runaway body is cut off, not buffered.
-            if (r->response.body.size() + chunk.size() > (4u << 20)) return 0;
-            r->response.body.append(chunk);
+        try {
+            std::string_view chunk(ptr, size * n);
+            if (r->onData) {
+                // Delivered from the loop, not from inside curl: the receiver may start or
+                // cancel requests, which curl forbids within its callbacks.
+                if (r->pending.size() + chunk.size() > kMaxPendingStreamBytes) {
+                    r->response.tooLarge = true;
+                    return 0;
+                }
+                r->pending.append(chunk);
+                r->owner->scheduleDelivery();
+            } else {
+                // Replies of the store are small; a runaway body is cut off, not buffered.
+                if (r->response.body.size() + chunk.size() > r->maxBody) {
+                    r->response.tooLarge = true;
+                    return 0;
+                }
+                r->response.body.append(chunk);
+            }
+            return size * n;
+        } catch (...) {
+            r->owner->m_callbackFailure = std::current_exception();
+            return 0;  // ends the transfer; rethrown once curl has returned
         }
-        return size * n;
     });
     RequestId id = req->id;
     m_requests[id] = std::move(req);
     ++m_count;
     CURLMcode rc = curl_multi_add_handle(m_multi, e);
+    rethrowFromCallback();
     if (rc != CURLM_OK) throw std::runtime_error(std::string("curl_multi_add_handle: ") + curl_multi_strerror(rc));
     return id;
 }
 
-void Http::cancel(RequestId id) { m_requests.erase(id); }
+void Http::cancel(RequestId id) {
+    m_requests.erase(id);
+    rethrowFromCallback();
+}
 
 void Http::scheduleDelivery() {
     if (m_delivery) return;

@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -22,6 +23,12 @@ struct HttpOptions {
     std::string keyFile;
 };
 
+/** Largest unary reply body kept; a longer one ends the transfer (store replies are small). */
+inline constexpr std::size_t kMaxReplyBytes = 1u << 20;
+/** Largest stream data held before the receiver takes it (watch lines of a few hundred bytes;
+ *  a stream that outruns the loop this far is cut off rather than buffered). */
+inline constexpr std::size_t kMaxPendingStreamBytes = 256u << 10;
+
 struct HttpResponse {
     CURLcode curl = CURLE_OK;  ///< transport result
     long status = 0;           ///< HTTP status, 0 when no response
@@ -33,7 +40,9 @@ struct HttpResponse {
                (curl == CURLE_OPERATION_TIMEDOUT && status == 0 && body.empty() && connectFailed);
     }
     bool connectFailed = false;
-    /** One-line description for logs. */
+    /** The body went past its cap and the transfer was cut off. */
+    bool tooLarge = false;
+    /** One-line description for logs: sanitized, with at most a short excerpt of the body. */
     std::string describe() const;
 };
 
@@ -51,13 +60,16 @@ public:
 
     /** POSTs body; done runs once with the whole response. timeout 0 = none (streams). */
     RequestId post(const std::string& url, const std::string& body, const std::vector<std::string>& headers,
-                   std::chrono::milliseconds timeout, Done done, Data onData = nullptr) {
-        return request("POST", url, body, headers, timeout, std::move(done), std::move(onData));
+                   std::chrono::milliseconds timeout, Done done, Data onData = nullptr,
+                   std::size_t maxBody = kMaxReplyBytes) {
+        return request("POST", url, body, headers, timeout, std::move(done), std::move(onData), maxBody);
     }
-    /** Any method (GET, POST, PUT, DELETE); a body is sent when not empty or for POST/PUT. */
+    /** Any method (GET, POST, PUT, DELETE); a body is sent when not empty or for POST/PUT.
+     *  A body longer than maxBody (or, with onData, data held past kMaxPendingStreamBytes)
+     *  ends the transfer with tooLarge set. */
     RequestId request(const std::string& method, const std::string& url, const std::string& body,
                       const std::vector<std::string>& headers, std::chrono::milliseconds timeout, Done done,
-                      Data onData = nullptr);
+                      Data onData = nullptr, std::size_t maxBody = kMaxReplyBytes);
     /** Aborts a request; its done callback is not called. */
     void cancel(RequestId id);
     /** Requests sent since start (for benchmarks). */
@@ -67,9 +79,14 @@ private:
     struct Request;
     static int onSocket(CURL*, curl_socket_t, int what, void* self, void*);
     static int onTimer(CURLM*, long timeoutMs, void* self);
+    int socketChanged(curl_socket_t fd, int what);
     void action(curl_socket_t fd, int flags);
     void finishDone();
     void scheduleDelivery();
+    /** libcurl's callbacks catch what they throw (it must not unwind through curl's C frames);
+     *  it is rethrown here, once curl has returned. */
+    void rethrowFromCallback();
+    std::exception_ptr m_callbackFailure;
     sd::Source m_delivery;
 
     sd::EventLoop& m_loop;

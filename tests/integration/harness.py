@@ -79,7 +79,10 @@ class Etcd:
                    "--listen-peer-urls", f"http://127.0.0.1:{self.peer[k]}",
                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer[k]}",
                    "--initial-cluster", self.cluster, "--initial-cluster-token", f"prom-{os.getpid()}",
-                   "--initial-cluster-state", "existing" if self.started[k] else "new"]
+                   "--initial-cluster-state", "existing" if self.started[k] else "new",
+                   # As an operator should run etcd 3.4 (its default is off): a member that rejoins
+                   # after a partition must not depose the leader and cost the active its lease.
+                   "--pre-vote"]
             if self.tuned:
                 cmd += ["--heartbeat-interval", "20", "--election-timeout", "200"]
             out = open(os.path.join(self.dir, f"etcd{k}.log"), "a")
@@ -215,6 +218,9 @@ class Proxy:
             except OSError:
                 c.close()
                 continue
+            # The 2 s was for connecting only: left on, it ended every silent watch stream after
+            # 2 s and so hid a client stuck on a cut-off member (issue 9 item 1).
+            u.settimeout(None)
             with self.lock:
                 self.conns.append(u)
             threading.Thread(target=self._pipe, args=(c, u, True), daemon=True).start()

@@ -35,6 +35,9 @@ with Test("etcd-auth") as t:
     c.start()
     active = c.wait_one_active(6)
     log(f"with etcd authentication: replica {active} active")
+    # Requests wait for the token being fetched (issue 9 item 3): none goes out without one.
+    for i in c.ids:
+        assert "user name is empty" not in c.log(i), f"replica {i} sent a request without its token:\n" + c.log(i)
     old = active
     c.crash_node(old)
     active = c.wait_one_active(5, exclude=(old,))

@@ -5,6 +5,7 @@
 
 #include "daemon/action_driver.hpp"
 #include "daemon/status_publisher.hpp"
+#include "common/text.hpp"
 #include "daemon/store_driver.hpp"
 
 using namespace prom;
@@ -213,4 +214,11 @@ TEST(StoreDriver, AnOutageIsLoggedOnceThenSummarisedNotLineByLine) {
     EXPECT_EQ(count("reading the leader key failed"), 2u) << out;  // the first, one summary
     EXPECT_EQ(count("more store failures"), 1u) << out;
     EXPECT_EQ(count("answers again after 11000 ms and 44 failed requests"), 1u) << out;
+}
+
+TEST(StatusPublisher, OnlyValidUtf8WithoutControlsReachesTheProperties) {
+    daemon::StatusPublisher p(daemon::StatusSinks{});
+    p.storeHealth(false, std::string("bad \xc3 byte \x1b[31m red"));
+    EXPECT_TRUE(text::isValidUtf8(p.status().lastError));
+    EXPECT_EQ(p.status().lastError.find('\x1b'), std::string::npos);
 }

@@ -69,3 +69,56 @@ TEST(MusicFencingToken, IsTheNumberOfTheLockReferenceInEveryMusicFormat) {
     EXPECT_EQ(store::musicToken(""), 0);
     EXPECT_EQ(store::musicToken("No lock holder!"), 0);
 }
+
+// Issue 9 item 6: nesting ~19,000 deep crashed prom (recursion in the tree builder).
+TEST(JsonLimits, RefusesDeepNestingWithoutRecursing) {
+    for (std::size_t depth : {65u, 1000u, 19000u, 200000u}) {
+        std::string doc = std::string(depth, '[') + std::string(depth, ']');
+        auto r = json::parse(doc);
+        ASSERT_TRUE(std::holds_alternative<json::SyntaxError>(r)) << depth;
+        EXPECT_NE(std::get<json::SyntaxError>(r).message.find("nested deeper"), std::string::npos);
+        EXPECT_EQ(std::get<json::SyntaxError>(r).offset, 64u);  // where the 65th level opens
+    }
+    std::string objects;
+    for (int i = 0; i < 20000; ++i) objects += "{\"a\":";
+    objects += "1" + std::string(20000, '}');
+    EXPECT_TRUE(std::holds_alternative<json::SyntaxError>(json::parse(objects)));
+    std::string ok = std::string(64, '[') + std::string(64, ']');
+    EXPECT_TRUE(std::holds_alternative<json::Value>(json::parse(ok)));
+}
+
+TEST(JsonLimits, BracketsInsideStringsDoNotCount) {
+    std::string doc = "{\"a\":\"" + std::string(5000, '[') + "\\\"" + std::string(5000, '{') + "\"}";
+    EXPECT_TRUE(std::holds_alternative<json::Value>(json::parse(doc, json::kStoreLimits)));
+}
+
+// Issue 9 item 8: a 4 MiB reply of 0,0,0,... cost 250-315 MB and stalled the loop > 1 s.
+TEST(JsonLimits, RefusesTooManyValuesBeforeBuildingAnything) {
+    std::string doc = "[0";
+    for (int i = 0; i < 2'000'000; ++i) doc += ",0";
+    doc += "]";
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = json::parse(doc);
+    auto took = std::chrono::steady_clock::now() - t0;
+    ASSERT_TRUE(std::holds_alternative<json::SyntaxError>(r));
+    EXPECT_NE(std::get<json::SyntaxError>(r).message.find("more than"), std::string::npos);
+    EXPECT_LT(took, std::chrono::milliseconds(200));
+    // A store reply is held to tighter bounds: 1 MiB and 20,000 values.
+    EXPECT_TRUE(std::holds_alternative<json::SyntaxError>(json::parse(std::string(2u << 20, ' ') + "{}", json::kStoreLimits)));
+    std::string many = "[0";
+    for (int i = 0; i < 30000; ++i) many += ",0";
+    many += "]";
+    EXPECT_TRUE(std::holds_alternative<json::SyntaxError>(json::parse(many, json::kStoreLimits)));
+    EXPECT_TRUE(std::holds_alternative<json::Value>(json::parse(many)));
+}
+
+TEST(EtcdKv, SanitizesAHolderWithInvalidUtf8AndControlCharacters) {
+    // "\xff\x1b[2J" + "0>" + "\xc3" (a multibyte character cut short) as written by anyone
+    // with write access to the prefix.
+    auto r = json::parse(R"({"create_revision":"9","value":")" + base64::encode("\xff\x1b[2J0>\xc3") + "\"}");
+    auto k = store::parseLeaderKv(std::get<json::Value>(r));
+    EXPECT_EQ(k.holder, "\xEF\xBF\xBD\\x1b[2J0");
+    EXPECT_EQ(k.handoverTo, "\xEF\xBF\xBD");
+    auto big = json::parse(R"({"create_revision":"9","value":")" + base64::encode(std::string(100000, 'x')) + "\"}");
+    EXPECT_LE(store::parseLeaderKv(std::get<json::Value>(big)).holder.size(), 260u);
+}
