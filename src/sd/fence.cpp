@@ -77,8 +77,8 @@ void Fence::update(core::Role role, std::optional<core::TimePoint> deadline, std
     // Demoting and stopping only keep a fence this run set up while it held the role: a passive
     // that is being stopped has a lease and a deadline too, but no replica to fence.
     if ((role == core::Role::Demoting || role == core::Role::Stopping) && !m_written) return;
-    auto offset = static_cast<std::int64_t>(boottimeUsec()) - static_cast<std::int64_t>(monotonicUsec());
-    auto r = recordFor(m_s, *deadline, token, leader, ensurePassive, offset);
+    // The daemon's clock (sd::EventLoop::now) is CLOCK_BOOTTIME already: no conversion.
+    auto r = recordFor(m_s, *deadline, token, leader, ensurePassive, 0);
     if (!r) {
         if (!m_warned) log::warning("fence: this replica has no ensure-passive action: systemd cannot demote it when prom is down");
         m_warned = true;

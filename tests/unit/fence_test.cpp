@@ -157,7 +157,7 @@ TEST_F(FenceOnDisk, ReadingAnAbsentFileIsNoErrorButAGarbledOneIs) {
 TEST_F(FenceOnDisk, ActiveReplicaWritesDeadlineOnBoottimeTokenAndResolvedEnsurePassive) {
     setenv("INVOCATION_ID", "feedface", 1);
     sd::Fence fence(settings());
-    auto deadline = core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3750));
+    auto deadline = core::TimePoint(core::Duration(sd::boottimeUsec() / 1000 + 3750));
     auto before = sd::boottimeUsec();
     fence.update(core::Role::Active, deadline, 9, "1", stopUnit("demo@1.service"));
     auto r = sd::readFenceFile(live());
@@ -178,7 +178,7 @@ TEST_F(FenceOnDisk, ActiveReplicaWritesDeadlineOnBoottimeTokenAndResolvedEnsureP
 
 TEST_F(FenceOnDisk, EveryRenewedDeadlineIsWrittenAndAnUnchangedOneIsNot) {
     sd::Fence fence(settings());
-    auto d = core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000));
+    auto d = core::TimePoint(core::Duration(sd::boottimeUsec() / 1000 + 3000));
     fence.update(core::Role::Promoting, d, 9, "1", shell("stop"));
     auto first = sd::readFenceFile(live())->deadlineBoottimeUsec;
     fs::remove(live());
@@ -191,7 +191,7 @@ TEST_F(FenceOnDisk, EveryRenewedDeadlineIsWrittenAndAnUnchangedOneIsNot) {
 
 TEST_F(FenceOnDisk, PassiveRemovesTheFileAndTheArmedCopy) {
     sd::Fence fence(settings());
-    auto d = core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000));
+    auto d = core::TimePoint(core::Duration(sd::boottimeUsec() / 1000 + 3000));
     fence.update(core::Role::Active, d, 9, "1", shell("stop"));
     ASSERT_TRUE(sd::writeFenceFile(armed(), *sd::readFenceFile(live())));
     fence.update(core::Role::Demoting, d, 9, "1", shell("stop"));
@@ -204,7 +204,7 @@ TEST_F(FenceOnDisk, PassiveRemovesTheFileAndTheArmedCopy) {
 
 TEST_F(FenceOnDisk, APassiveBeingStoppedWritesNoFence) {
     sd::Fence fence(settings());
-    auto d = core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000));
+    auto d = core::TimePoint(core::Duration(sd::boottimeUsec() / 1000 + 3000));
     fence.update(core::Role::Passive, d, 9, "0", shell("stop"));
     fence.update(core::Role::Stopping, d, 9, "0", shell("stop"));
     EXPECT_FALSE(fs::exists(live()));
@@ -212,7 +212,7 @@ TEST_F(FenceOnDisk, APassiveBeingStoppedWritesNoFence) {
 
 TEST_F(FenceOnDisk, AnActiveBeingStoppedKeepsItsFenceUntilItExits) {
     sd::Fence fence(settings());
-    auto d = core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000));
+    auto d = core::TimePoint(core::Duration(sd::boottimeUsec() / 1000 + 3000));
     fence.update(core::Role::Active, d, 9, "1", shell("stop"));
     fence.update(core::Role::Stopping, d + 500ms, 9, "1", shell("stop"));
     ASSERT_TRUE(fs::exists(live()));
@@ -223,7 +223,7 @@ TEST_F(FenceOnDisk, StartingLeavesThePreviousRunsFenceInPlace) {
     ASSERT_TRUE(sd::writeFenceFile(live(), sample()));
     ASSERT_TRUE(sd::writeFenceFile(armed(), sample()));
     sd::Fence fence(settings());
-    fence.update(core::Role::Starting, core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000)), 0, "", shell("x"));
+    fence.update(core::Role::Starting, core::TimePoint(core::Duration(sd::boottimeUsec() / 1000 + 3000)), 0, "", shell("x"));
     EXPECT_EQ(sd::readFenceFile(live()), sample());
     EXPECT_TRUE(fs::exists(armed()));
 }
@@ -232,7 +232,7 @@ TEST_F(FenceOnDisk, ResumedActiveCancelsTheCopyArmedWhilePromWasDown) {
     ASSERT_TRUE(sd::writeFenceFile(live(), sample()));
     ASSERT_TRUE(sd::writeFenceFile(armed(), sample()));
     sd::Fence fence(settings());
-    fence.update(core::Role::Active, core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000)), 42, "1",
+    fence.update(core::Role::Active, core::TimePoint(core::Duration(sd::boottimeUsec() / 1000 + 3000)), 42, "1",
                  shell("stop"));
     EXPECT_FALSE(fs::exists(armed()));
     EXPECT_EQ(sd::readFenceFile(live())->token, 42);
@@ -248,7 +248,7 @@ TEST(FenceArmedPath, OnlyUnderSystemdSoThatAPromRunByHandNeverCancelsTheServices
 
 TEST_F(FenceOnDisk, DemotingWithoutADeadlineKeepsTheLastOne) {
     sd::Fence fence(settings());
-    fence.update(core::Role::Active, core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000)), 9, "1", shell("s"));
+    fence.update(core::Role::Active, core::TimePoint(core::Duration(sd::boottimeUsec() / 1000 + 3000)), 9, "1", shell("s"));
     auto before = sd::readFenceFile(live());
     fence.update(core::Role::Demoting, std::nullopt, 9, "1", shell("s"));
     EXPECT_EQ(sd::readFenceFile(live()), before);
@@ -256,7 +256,7 @@ TEST_F(FenceOnDisk, DemotingWithoutADeadlineKeepsTheLastOne) {
 
 TEST_F(FenceOnDisk, NoEnsurePassiveMeansNoFenceFile) {
     sd::Fence fence(settings());
-    fence.update(core::Role::Active, core::TimePoint(core::Duration(sd::monotonicUsec() / 1000 + 3000)), 9, "1",
+    fence.update(core::Role::Active, core::TimePoint(core::Duration(sd::boottimeUsec() / 1000 + 3000)), 9, "1",
                  config::Action{});
     EXPECT_FALSE(fs::exists(live()));
 }
