@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <ctime>
 #include <algorithm>
+#include <csignal>
+#include <functional>
 #include <map>
 #include <optional>
 #include <memory>
@@ -107,10 +109,11 @@ std::string Instance::id() const {
 
 void usage(std::FILE* to) {
     std::fprintf(to,
-                 "Usage: promctl [-c CONFIG] [--json] [--bus system|session] [--timeout MS] COMMAND\n"
+                 "Usage: promctl [-c CONFIG] [--bus system|session] [--timeout MS] COMMAND\n"
                  "\n"
                  "Commands:\n"
-                 "  status              every prom replica daemon on this node: role, leader, token, store\n"
+                 "  status [--json] [--watch]\n"
+                 "                      every prom replica daemon on this node: role, leader, token, store\n"
                  "  switchover [ID]     hand the active role to replica ID (default: the best passive)\n"
                  "  resign              give up the active role\n"
                  "  pause [REPLICA]     stop running actions and campaigning (maintenance)\n"
@@ -344,6 +347,25 @@ int clusterStatus(const prom::config::Config& c, const std::string& bus, Millis 
     return code;
 }
 
+volatile std::sig_atomic_t g_interrupted = 0;
+
+/** status once, or with --watch every second until Ctrl-C (like patronictl list -W): the
+ *  screen redrawn on a terminal, one JSON document per line with --json. */
+int repeat(bool watch, bool asJson, const std::function<int()>& once) {
+    if (!watch) return once();
+    std::signal(SIGINT, [](int) { g_interrupted = 1; });
+    std::signal(SIGTERM, [](int) { g_interrupted = 1; });
+    const bool redraw = !asJson && isatty(STDOUT_FILENO);
+    int code = 0;
+    while (!g_interrupted) {
+        if (redraw) std::printf("\033[H\033[J");
+        code = once();
+        std::fflush(stdout);
+        for (int i = 0; i < 10 && !g_interrupted; ++i) usleep(100000);
+    }
+    return code;
+}
+
 int exitCodeFor(const sdbus::Error& e) {
     const std::string& n = e.getName();
     if (n == "org.prom.Prom1.Error.InvalidArgs") return 2;
@@ -390,8 +412,19 @@ int main(int argc, char** argv) {
     }
     if (optind >= argc || (bus != "system" && bus != "session")) return usage(stderr), 64;
     std::string cmd = argv[optind];
-    std::string arg = optind + 1 < argc ? argv[optind + 1] : "";
-    if (optind + 2 < argc) return usage(stderr), 64;
+    std::vector<std::string> rest(argv + optind + 1, argv + argc);
+    bool watch = false;
+    if (cmd == "status") {
+        // promctl status [--json] [--watch] (DESIGN, promctl(1)): options after the command too.
+        for (const auto& r : rest) {
+            if (r == "--json") asJson = true;
+            else if (r == "--watch" || r == "-w") watch = true;
+            else return usage(stderr), 64;
+        }
+        rest.clear();
+    }
+    if (rest.size() > 1) return usage(stderr), 64;
+    std::string arg = rest.empty() ? "" : rest.front();
     std::optional<prom::config::Config> config;
     if (!configPath.empty()) {
         auto loaded = prom::config::load(configPath, "", prom::config::HostChecks::Skip);
@@ -399,7 +432,7 @@ int main(int argc, char** argv) {
             if (!loaded.config) std::fprintf(stderr, "%s\n", clean(d.format()).c_str());
         if (!loaded.config) return 78;
         config = std::move(*loaded.config);
-        if (cmd == "status") return clusterStatus(*config, bus, timeout, asJson);
+        if (cmd == "status") return repeat(watch, asJson, [&] { return clusterStatus(*config, bus, timeout, asJson); });
         if (cmd == "switchover" && !arg.empty()) {
             if (std::find(config->replicas.begin(), config->replicas.end(), arg) == config->replicas.end()) {
                 std::fprintf(stderr, "promctl: %s is not a replica of %s\n", clean(arg).c_str(), clean(config->appName).c_str());
@@ -419,7 +452,7 @@ int main(int argc, char** argv) {
     }
     try {
         auto conn = bus == "system" ? sdbus::createSystemBusConnection() : sdbus::createSessionBusConnection();
-        if (cmd == "status") return status(*conn, timeout);
+        if (cmd == "status") return repeat(watch, asJson, [&] { return status(*conn, timeout); });
         auto all = instances(*conn, timeout);
         const Instance* target = nullptr;
         if (cmd == "switchover" || cmd == "resign") {

@@ -5,6 +5,7 @@ replica is refused with a non-zero exit and no role change; switchover to a live
 returns once that replica is active, naming both and the new token."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,10 +42,20 @@ with Test("promctl-cluster") as t:
     assert r.returncode == 0, r
     rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[2:-1] if line.strip()}
     assert rows[active][1] == "active" and rows["2"][1] == "down", rows
-    r = ctl("--json", "status", env=elsewhere)
+    r = ctl("status", "--json", env=elsewhere)  # DESIGN: status [--json] [--watch]
     doc = json.loads(r.stdout)
     assert doc["leader"] == active and doc["exit"] == 0, doc
     assert {x["id"]: x["role"] for x in doc["replicas"]}["2"] == "down", doc
+
+    # --watch refreshes until interrupted (one JSON document per line with --json).
+    w = subprocess.Popen([promctl, "--bus", "session", "-c", conf, "status", "--watch", "--json"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=elsewhere)
+    time.sleep(2.5)
+    w.send_signal(signal.SIGINT)
+    out, _ = w.communicate(timeout=10)
+    docs = [json.loads(line) for line in out.splitlines() if line.strip()]
+    log(f"--watch: {len(docs)} refreshes in 2.5 s, exit {w.returncode}")
+    assert len(docs) >= 2 and all(d["leader"] == active for d in docs) and w.returncode == 0, (out, w.returncode)
 
     before = open(c.history).read()
     r = ctl("switchover", "2")
