@@ -716,6 +716,7 @@ TEST(Resign, AWatchEventOlderThanTheDeleteNeverMakesTheKeyOursAgain) {
     s.feed(ResignDone{});
     s.mark();
     s.feed(WatchEvent{{true, "0", kLease, 5, "1"}, 7});  // the mark, delivered late
+    EXPECT_EQ(s.e().staleReplies(), 0u);
     EXPECT_EQ(s.e().role(), Role::Passive);
     EXPECT_FALSE(s.e().holdsLeadership());
     EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsureActive));
@@ -796,6 +797,7 @@ TEST(Requests, ACampaignWonOnALeaseNoLongerRenewedIsNotLeadership) {
     s.toPassive();
     ASSERT_NE(s.last<Campaign>(), nullptr);
     s.feed(CampaignResult{true, {true, "0", kLease + 1, 9, {}}, 9});
+    EXPECT_EQ(s.e().staleReplies(), 0u);  // answered, and refused: not dropped as stale
     EXPECT_FALSE(s.e().holdsLeadership());
     EXPECT_EQ(s.e().role(), Role::Passive);
 }
@@ -805,6 +807,7 @@ TEST(Requests, AWatchEventBelowTheKnownRevisionIsIgnored) {
     s.toPassive(other(3), 20);
     s.mark();
     s.feed(WatchEvent{{}, 15});  // a delete older than the read: the key still exists
+    EXPECT_EQ(s.e().staleReplies(), 1u);
     EXPECT_EQ(s.countSinceMark<Campaign>(), 0);
     EXPECT_EQ(s.e().leader(), "1");
 }
@@ -862,7 +865,10 @@ TEST(ActiveReplica, AKeyFoundOursOnALeasePastItsDeadlineIsNotTakenUp) {
     s.toPassive();
     s.storeSilent(3800ms);  // past lastAckSent + TTL - margin
     s.mark();
-    s.feed(LeaderRead{{true, "0", kLease, 9, {}}, 9});
+    // The watch (open since the start) delivers the key: no read is in flight, so a LeaderRead
+    // would be dropped as stale and prove nothing.
+    s.feed(WatchEvent{{true, "0", kLease, 9, {}}, 9});
+    EXPECT_EQ(s.e().staleReplies(), 0u);
     EXPECT_FALSE(s.e().holdsLeadership());
     EXPECT_FALSE(s.ranSinceMark(ActionKind::EnsureActive));
 }
