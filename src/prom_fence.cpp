@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "actions/scrubbed_env.hpp"
 #include "sd/fence_file.hpp"
 
 extern char** environ;
@@ -83,7 +84,8 @@ int run(const std::vector<std::string>& argv, const std::map<std::string, std::s
     for (char** e = environ; *e; ++e) {
         std::string kv(*e);
         std::string key = kv.substr(0, kv.find('='));
-        if (key == "NOTIFY_SOCKET" || extra.count(key)) continue;
+        // The same environment as prom's own actions: no credentials, no systemd handles.
+        if (prom::actions::scrubbed(key) || extra.count(key)) continue;
         envStrings.push_back(kv);
     }
     for (const auto& [k, v] : extra) envStrings.push_back(k + "=" + v);

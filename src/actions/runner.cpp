@@ -1,5 +1,7 @@
 #include "actions/runner.hpp"
 
+#include "actions/scrubbed_env.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -71,16 +73,7 @@ struct ScriptRunner::Output {
     }
 };
 
-const std::vector<std::string>& ScriptRunner::scrubbedEnvironment() {
-    // CREDENTIALS_DIRECTORY points at the store password (LoadCredential=); NOTIFY_SOCKET would
-    // let a script send READY=1 or WATCHDOG=1 for prom; WATCHDOG_*, LISTEN_* describe prom's
-    // process, not the action's; JOURNAL_STREAM would claim the action's stderr is the journal
-    // while it is prom's pipe.
-    static const std::vector<std::string> keys = {"CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC",
-                                                  "WATCHDOG_PID",          "LISTEN_FDS",    "LISTEN_PID",
-                                                  "LISTEN_FDNAMES",        "JOURNAL_STREAM"};
-    return keys;
-}
+const std::vector<std::string>& ScriptRunner::scrubbedEnvironment() { return actions::scrubbedEnvironment(); }
 
 ScriptRunner::ScriptRunner(sd::EventLoop& loop, OutputLimit limit) : m_loop(loop), m_limit(limit) {}
 

@@ -8,6 +8,9 @@
 
 #include "common/base64.hpp"
 #include "common/json.hpp"
+#include "common/text.hpp"
+#include "store/etcd.hpp"
+#include "store/http.hpp"
 
 namespace prom::ctl {
 namespace {
@@ -20,7 +23,7 @@ struct Reply {
 std::size_t collect(char* data, std::size_t size, std::size_t n, void* out) {
     auto* body = static_cast<std::string*>(out);
     // A reply this large is not etcd answering a range of a few keys.
-    if (body->size() + size * n > 4 * 1024 * 1024) return 0;
+    if (body->size() + size * n > store::kMaxReplyBytes) return 0;
     body->append(data, size * n);
     return size * n;
 }
@@ -51,7 +54,7 @@ Result<Reply> post(const config::Config& c, const std::string& url, const std::s
 
 Result<json::Value> parsed(const Reply& r, const std::string& what) {
     if (r.status != 200) return Error{what + ": HTTP " + std::to_string(r.status)};
-    auto v = json::parse(r.body);
+    auto v = json::parse(r.body, json::kStoreLimits);
     if (auto* e = std::get_if<json::SyntaxError>(&v)) return Error{what + ": not JSON (" + e->message + ")"};
     return std::get<json::Value>(std::move(v));
 }
@@ -77,7 +80,7 @@ Result<ClusterView> readFrom(const config::Config& c, const std::string& endpoin
     }
     const std::string app = c.store.prefix + "/" + c.appName;
     ClusterView view;
-    view.endpoint = endpoint;
+    view.endpoint = text::redactUrl(endpoint);
     std::string members = app + "/members/";
     std::string end = members;
     end.back() = static_cast<char>(end.back() + 1);
@@ -95,14 +98,11 @@ Result<ClusterView> readFrom(const config::Config& c, const std::string& endpoin
     auto lv = parsed(*l, "reading the leader key");
     if (!lv) return lv.error();
     if (const json::Value* kvs = lv->find("kvs"); kvs && !kvs->items.empty()) {
-        const json::Value& kv = kvs->items[0];
-        if (const json::Value* v = kv.find("value")) view.leader = base64::decode(v->text).value_or("");
-        // "holder>successor" while a switchover names its target (store/etcd.cpp).
-        if (auto gt = view.leader.find('>'); gt != std::string::npos) {
-            view.handoverTo = view.leader.substr(gt + 1);
-            view.leader.resize(gt);
-        }
-        if (const json::Value* r = kv.find("create_revision")) view.token = r->asInt().value_or(0);
+        // The daemon's own reading of the value (holder, successor, fast mark), sanitized.
+        core::LeaderKey key = store::parseLeaderKv(kvs->items[0]);
+        view.leader = key.holder;
+        view.handoverTo = key.handoverTo;
+        view.token = key.createRevision;
     }
     return view;
 }
@@ -129,7 +129,7 @@ Result<ClusterView> readCluster(const config::Config& c, const std::string& pass
     for (const auto& ep : c.store.endpoints) {
         auto v = readFrom(c, ep, password, timeout);
         if (v) return v;
-        errors += (errors.empty() ? "" : "; ") + ep + ": " + v.error().message;
+        errors += (errors.empty() ? "" : "; ") + text::redactUrl(ep) + ": " + text::sanitize(v.error().message);
     }
     return Error{"no store endpoint answered (" + errors + ")"};
 }

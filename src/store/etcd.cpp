@@ -64,6 +64,10 @@ bool definitive(long status) {
 
 }  // namespace
 
+std::string encodeLeaderValue(const std::string& holder, const std::string& handoverTo, bool fast) {
+    return holder + (handoverTo.empty() ? "" : ">" + handoverTo) + (fast ? "\nmode=fast" : "");
+}
+
 core::LeaderKey parseLeaderKv(const json::Value& kv) {
     core::LeaderKey k;
     k.exists = true;
@@ -359,7 +363,8 @@ void Etcd::campaignFast(std::int64_t lease, std::function<void(Result<core::Camp
 
 void Etcd::campaignAs(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done) {
     const std::string k = quote(base64::encode(m_leaderKey));
-    const std::string value = fast ? m_s.self + "\nmode=fast" : m_s.self;
+    const std::string value = encodeLeaderValue(m_s.self, "", fast);
+    m_campaignedFast = fast;
     // Create-if-absent bound to our lease, with the current holder read in the same round trip.
     std::string body = "{\"compare\":[{\"key\":" + k +
                        ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":\"0\"}]," +
@@ -638,7 +643,7 @@ void Etcd::markHandover(std::int64_t createRevision, std::int64_t lease, const s
     std::string body = "{\"compare\":[{\"key\":" + k +
                        ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":" + str(createRevision) +
                        "}],\"success\":[{\"request_put\":{\"key\":" + k +
-                       ",\"value\":" + quote(base64::encode(m_s.self + ">" + target)) + ",\"lease\":" + str(lease) +
+                       ",\"value\":" + quote(base64::encode(encodeLeaderValue(m_s.self, target, m_campaignedFast))) + ",\"lease\":" + str(lease) +
                        "}}]}";
     call("kv/txn", body, [done](Result<json::Value> r) {
         if (!r) return done(r.error());

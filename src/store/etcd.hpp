@@ -65,6 +65,8 @@ public:
 
 private:
     void campaignAs(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done);
+    /** Whether our last campaign made a fast key: a handover mark keeps the marker. */
+    bool m_campaignedFast = false;
     using Reply = std::function<void(Result<json::Value>)>;
     /** Whether a request carries the auth token (and so waits while one is being fetched). */
     enum class Auth { Token, None };
@@ -130,6 +132,9 @@ private:
 /** Parses a KeyValue object of etcd's JSON (int64 as strings, omitted defaults). The leader
  *  key's value is the holder's replica id, or "ID>TARGET" while the holder hands over; both
  *  are sanitized (anyone with write access to the prefix can write the key). */
+/** The leader key's value: "HOLDER[>SUCCESSOR][\nmode=fast]" (replica ids never contain '>' or a
+ *  newline); written by campaign and markHandover, read by parseLeaderKv (and promctl). */
+std::string encodeLeaderValue(const std::string& holder, const std::string& handoverTo, bool fast);
 core::LeaderKey parseLeaderKv(const json::Value& kv);
 
 }  // namespace prom::store

@@ -110,7 +110,7 @@ public:
         const Campaign* c = last<Campaign>();
         ASSERT_NE(c, nullptr);
         ASSERT_TRUE(c->fast);
-        feed(CampaignResult{true, {true, m_e.leader().empty() ? "0" : "0", kLease, token, {}, true}, token, c->id});
+        feed(CampaignResult{true, {true, "0", kLease, token, {}, true}, token, c->id});
         ASSERT_EQ(m_e.role(), Role::Promoting);
         ASSERT_TRUE(m_e.holdsFastKey());
         now += 1ms;
@@ -337,6 +337,7 @@ TEST(FastMode, AHeartbeatFromANonMemberIsIgnored) {
 
 #include "common/json.hpp"
 #include "store/etcd.hpp"
+#include "common/base64.hpp"
 
 TEST(FastModeEtcdKey, TheValueCarriesTheFastMarkAndLeaseModeKeysStaySlow) {
     using prom::json::Value;
@@ -349,4 +350,14 @@ TEST(FastModeEtcdKey, TheValueCarriesTheFastMarkAndLeaseModeKeysStaySlow) {
     EXPECT_EQ(k.holder, "2");
     EXPECT_EQ(k.handoverTo, "1");
     EXPECT_FALSE(k.fast);
+}
+
+TEST(FastModeEtcdKey, AHandoverMarkKeepsTheFastMark) {
+    // markHandover rewrote a fast key as "ID>TARGET": peers read a slow key while it handed over.
+    std::string value = prom::store::encodeLeaderValue("2", "1", true);
+    auto kv = prom::json::parse("{\"create_revision\":\"9\",\"lease\":\"5\",\"value\":\"" + prom::base64::encode(value) + "\"}");
+    auto k = prom::store::parseLeaderKv(std::get<prom::json::Value>(kv));
+    EXPECT_EQ(k.holder, "2");
+    EXPECT_EQ(k.handoverTo, "1");
+    EXPECT_TRUE(k.fast);
 }

@@ -158,7 +158,6 @@ TEST(SupportTimingRule, HolderDeadlineEndsBeforeTheSupporterCanWithdrawWithClock
     HolderSupport h(kTiming, 3);
     const double counted = static_cast<double>(h.counted().count());
     const double S = static_cast<double>(kTiming.support.count());
-    int checked = 0;
     for (double holderRate : {1 - rho, 1.0, 1 + rho})
         for (double supporterRate : {1 - rho, 1.0, 1 + rho})
             for (double delay : {0.0, 0.001, 1.0, 50.0, 150.0}) {
@@ -168,17 +167,6 @@ TEST(SupportTimingRule, HolderDeadlineEndsBeforeTheSupporterCanWithdrawWithClock
                 const double withdrawReal = realAt(receiveReal * supporterRate + S, supporterRate);
                 EXPECT_LE(holderDeadlineReal, withdrawReal)
                     << "holder rate " << holderRate << ", supporter rate " << supporterRate << ", delay " << delay;
-                ++checked;
             }
-    EXPECT_EQ(checked, 45);
 }
 
-TEST(SupportTimingRule, CountingTheFullSupportOnTheHolderWouldOutliveTheSupporter) {
-    // Why the shrink: a holder whose clock runs slow, counting the full S, still believes in
-    // support after a supporter with a fast clock has withdrawn (delay 0).
-    const double rho = kTiming.drift;
-    const double S = static_cast<double>(kTiming.support.count());
-    const double holderDeadlineReal = realAt(1000.0 * (1 - rho) + S, 1 - rho);
-    const double withdrawReal = realAt(1000.0 * (1 + rho) + S, 1 + rho);
-    EXPECT_GT(holderDeadlineReal, withdrawReal);
-}
