@@ -58,16 +58,6 @@ std::string readFile(const std::string& path) {
     return s;
 }
 
-std::string storePassword(const config::StoreSettings& s) {
-    if (!s.passwordFile.empty()) return readFile(s.passwordFile);
-    if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY")) {
-        std::string p = std::string(creds) + "/store-password";
-        struct stat st {};
-        if (stat(p.c_str(), &st) == 0) return readFile(p);
-    }
-    return s.password;
-}
-
 core::Params paramsFor(const config::Config& c, const std::string& id, bool passive) {
     core::Params p;
     p.self = id;
@@ -95,7 +85,7 @@ core::Params paramsFor(const config::Config& c, const std::string& id, bool pass
             if (other != id) p.peers.push_back(other);
         p.witness = c.settingsOf(id).witness;
         p.heartbeat = c.election.heartbeat;
-        p.support = core::SupportTiming{c.election.support, 1e-3};  // rho: NTP slews at most 500 ppm
+        p.support = core::SupportTiming{c.election.support};
         // The holder stops a quarter of support-ms before its support can run out: the hard
         // stop (ensure-passive) must finish within that.
         p.stopMargin = c.election.support / 4;
@@ -156,7 +146,7 @@ public:
             ms.aid = m_config.store.aid;
             ms.ns = m_config.store.ns;
             ms.user = m_config.store.userid;
-            if (!ms.user.empty()) ms.password = storePassword(m_config.store);
+            if (!ms.user.empty()) ms.password = config::storePassword(m_config.store);
             ms.basicAuth = m_config.store.musicBasicAuth;
             // PROM: music-connection-timeout-ms is the connect and the read timeout.
             ms.requestTimeout = m_config.store.connectTimeout;
@@ -170,7 +160,7 @@ public:
             es.app = m_config.appName;
             es.self = o.id;
             es.user = m_config.store.userid;
-            if (!es.user.empty()) es.password = storePassword(m_config.store);
+            if (!es.user.empty()) es.password = config::storePassword(m_config.store);
             auto ttl = core::Duration(config::leaseTtlSeconds(m_config.election) * 1000);
             es.requestTimeout = std::clamp<std::chrono::milliseconds>(ttl / 3, 500ms, 2000ms);
             es.leaseTtl = ttl;  // bounds the TTL a store may report for a resumed lease too

@@ -293,7 +293,7 @@ std::map<std::string, Instance> localInstances(const std::string& bus, Millis ti
 
 /** promctl -c CONFIG status: every configured replica, from the store (promctl(1)). */
 int clusterStatus(const prom::config::Config& c, const std::string& bus, Millis timeout, bool asJson) {
-    auto view = prom::ctl::readCluster(c, prom::ctl::storePassword(c), timeout);
+    auto view = prom::ctl::readCluster(c, prom::config::storePassword(c.store), timeout);
     auto local = localInstances(bus, timeout, c.appName);
     auto roleOf = [&](const std::string& id) -> std::string {
         if (!view) return "?";
@@ -438,7 +438,7 @@ int main(int argc, char** argv) {
                 std::fprintf(stderr, "promctl: %s is not a replica of %s\n", clean(arg).c_str(), clean(config->appName).c_str());
                 return 2;
             }
-            auto view = prom::ctl::readCluster(*config, prom::ctl::storePassword(*config), timeout);
+            auto view = prom::ctl::readCluster(*config, prom::config::storePassword(config->store), timeout);
             if (!view) {
                 std::fprintf(stderr, "promctl: the store is unreachable: %s\n", clean(view.error().message).c_str());
                 return kExitStoreUnavailable;
@@ -494,7 +494,7 @@ int main(int argc, char** argv) {
             std::uint64_t token = 0;
             while (monotonicUsec() - started < waitUsec) {
                 if (config) {
-                    if (auto view = prom::ctl::readCluster(*config, prom::ctl::storePassword(*config), timeout);
+                    if (auto view = prom::ctl::readCluster(*config, prom::config::storePassword(config->store), timeout);
                         view && !view->leader.empty() && view->leader != from && view->up.count(view->leader)) {
                         to = view->leader;
                         token = static_cast<std::uint64_t>(view->token);

@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include <cstdlib>
+
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -176,6 +178,25 @@ LoadResult load(const std::string& given, const std::string& selfId, HostChecks 
     std::ostringstream ss;
     ss << in.rdbuf();
     return loadText(path, ss.str(), selfId, checks);
+}
+
+std::string readSecretFile(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string s = ss.str();
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+}
+
+std::string storePassword(const StoreSettings& s) {
+    if (!s.passwordFile.empty()) return readSecretFile(s.passwordFile);
+    if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY")) {
+        std::string p = std::string(creds) + "/store-password";
+        struct stat st {};
+        if (stat(p.c_str(), &st) == 0) return readSecretFile(p);
+    }
+    return s.password;
 }
 
 }  // namespace prom::config

@@ -148,6 +148,12 @@ enum class HostChecks { Run, Skip };
  *  selfId, when not empty, must be one of the replicas. */
 LoadResult load(const std::string& path, const std::string& selfId = "", HostChecks checks = HostChecks::Run);
 
+/** A secret file's content without the trailing newline ("" when unreadable). */
+std::string readSecretFile(const std::string& path);
+/** The store password as prom uses it: password-file, else the systemd credential
+ *  store-password when present, else the password inline in a PROM config.json. */
+std::string storePassword(const StoreSettings& s);
+
 /** Loads text that was read from path (the format is chosen by the name: *.json is PROM JSON). */
 LoadResult loadText(const std::string& path, const std::string& text, const std::string& selfId = "",
                     HostChecks checks = HostChecks::Run);

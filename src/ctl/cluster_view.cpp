@@ -109,20 +109,6 @@ Result<ClusterView> readFrom(const config::Config& c, const std::string& endpoin
 
 }  // namespace
 
-std::string storePassword(const config::Config& c) {
-    std::string path = c.store.passwordFile;
-    if (path.empty())
-        if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY")) path = std::string(creds) + "/store-password";
-    if (path.empty()) return c.store.password;
-    std::ifstream in(path);
-    if (!in) return c.store.password;
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string s = ss.str();
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    return s;
-}
-
 Result<ClusterView> readCluster(const config::Config& c, const std::string& password, std::chrono::milliseconds timeout) {
     if (c.store.backend != config::Backend::Etcd) return Error{"the cluster view reads etcd; this configuration uses MUSIC"};
     std::string errors;

@@ -23,7 +23,4 @@ struct ClusterView {
 /** Reads the cluster from the first endpoint that answers (etcd backend only). */
 Result<ClusterView> readCluster(const config::Config& config, const std::string& password, std::chrono::milliseconds timeout);
 
-/** The store password as prom reads it: password-file, else the store-password credential. */
-std::string storePassword(const config::Config& config);
-
 }  // namespace prom::ctl

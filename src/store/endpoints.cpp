@@ -8,7 +8,7 @@ namespace prom::store {
 Endpoints::Endpoints(std::size_t count, Options options, std::uint64_t seed)
     : m_options(options), m_health(count), m_random(seed) {
     if (count == 0) throw std::invalid_argument("Endpoints: no endpoint");
-    if (m_options.backoffBase.count() <= 0) m_options.backoffBase = core::Duration(1);
+    if (m_options.backoffBase.count() <= 0) m_options.backoffBase = Duration(1);
     m_options.backoffCap = std::max(m_options.backoffCap, m_options.backoffBase);
 }
 
@@ -26,15 +26,15 @@ std::vector<std::size_t> Endpoints::plan() const {
     return order;
 }
 
-void Endpoints::succeeded(std::size_t i, core::TimePoint now) {
+void Endpoints::succeeded(std::size_t i, TimePoint now) {
     m_health[i].healthy = true;
     m_health[i].lastSuccess = now;
     m_preferred = i;
     m_failedRounds = 0;
-    m_nextRound = core::TimePoint{};
+    m_nextRound = TimePoint{};
 }
 
-void Endpoints::failed(std::size_t i, core::TimePoint now) {
+void Endpoints::failed(std::size_t i, TimePoint now) {
     m_health[i].healthy = false;
     m_health[i].lastFailure = now;
     // Only the endpoint in use moves on: a late failure of a request that went to another
@@ -51,17 +51,17 @@ void Endpoints::failed(std::size_t i, core::TimePoint now) {
     m_preferred = (i + 1) % n;  // none healthy: still rotate, so that each gets its turn
 }
 
-core::Duration Endpoints::jitter(core::Duration d) {
+Duration Endpoints::jitter(Duration d) {
     if (d.count() <= 1) return d;
     std::uniform_int_distribution<std::int64_t> pick(d.count() / 2, d.count());
-    return core::Duration(pick(m_random));
+    return Duration(pick(m_random));
 }
 
-void Endpoints::roundFailed(core::TimePoint now) {
+void Endpoints::roundFailed(TimePoint now) {
     // Concurrent requests that fail in the same outage extend one backoff, not one each.
     if (now < m_nextRound) return;
     ++m_failedRounds;
-    core::Duration d = m_options.backoffBase;
+    Duration d = m_options.backoffBase;
     for (int k = 1; k < m_failedRounds && d < m_options.backoffCap; ++k) d *= 2;
     d = std::min(d, m_options.backoffCap);
     m_nextRound = now + jitter(d);

@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "core/election.hpp"
+#include "common/clock.hpp"
 
 namespace prom::store {
 
@@ -16,9 +16,9 @@ class Endpoints {
 public:
     struct Options {
         /** First backoff after a round in which every endpoint failed. */
-        core::Duration backoffBase{50};
+        Duration backoffBase{50};
         /** Longest backoff: well below TTL/3, so that a returning store is used in time. */
-        core::Duration backoffCap{500};
+        Duration backoffCap{500};
     };
 
     /** count endpoints (at least one); seed drives the jitter (fixed in tests). */
@@ -31,35 +31,35 @@ public:
      *  one, then the others in configuration order, those that have not failed last first. */
     std::vector<std::size_t> plan() const;
     /** The endpoint answered (an HTTP answer it stands behind, even an error of the request). */
-    void succeeded(std::size_t i, core::TimePoint now);
+    void succeeded(std::size_t i, TimePoint now);
     /** Any failure of a request on i (refused, timed out, no leader, 5xx, garbage): the
      *  next request starts elsewhere. */
-    void failed(std::size_t i, core::TimePoint now);
+    void failed(std::size_t i, TimePoint now);
     /** A logical request failed on every endpoint: the next round waits a jittered backoff. */
-    void roundFailed(core::TimePoint now);
+    void roundFailed(TimePoint now);
     /** Earliest time the next logical request may go out (in the past when no backoff runs). */
-    core::TimePoint nextRoundAt() const { return m_nextRound; }
+    TimePoint nextRoundAt() const { return m_nextRound; }
     /** Whether the last request on i succeeded. */
     bool healthy(std::size_t i) const { return m_health[i].healthy; }
     /** Last success on i (epoch when never). */
-    core::TimePoint lastSuccess(std::size_t i) const { return m_health[i].lastSuccess; }
+    TimePoint lastSuccess(std::size_t i) const { return m_health[i].lastSuccess; }
     /** Consecutive rounds that failed everywhere (0 once any endpoint answers). */
     int failedRounds() const { return m_failedRounds; }
     /** A jittered delay in [d/2, d] (also used for the watch's reopen backoff). */
-    core::Duration jitter(core::Duration d);
+    Duration jitter(Duration d);
     const Options& options() const { return m_options; }
 
 private:
     struct Health {
         bool healthy = true;
-        core::TimePoint lastSuccess{};
-        core::TimePoint lastFailure{};
+        TimePoint lastSuccess{};
+        TimePoint lastFailure{};
     };
     Options m_options;
     std::vector<Health> m_health;
     std::size_t m_preferred = 0;
     int m_failedRounds = 0;
-    core::TimePoint m_nextRound{};
+    TimePoint m_nextRound{};
     std::mt19937_64 m_random;
 };
 

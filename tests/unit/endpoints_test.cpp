@@ -9,8 +9,8 @@ using namespace std::chrono_literals;
 using store::Endpoints;
 
 namespace {
-core::TimePoint at(int ms) {
-    return core::TimePoint(core::Duration(ms));
+prom::TimePoint at(int ms) {
+    return prom::TimePoint(prom::Duration(ms));
 }
 }  // namespace
 
@@ -52,8 +52,8 @@ TEST(Endpoints, SkipsEndpointsThatFailedWhenMovingOn) {
 // Issue 9 item 2: with every endpoint refusing, the rotation never ended.
 TEST(Endpoints, ARoundThatFailedEverywhereStartsABackoffThatGrowsToItsCap) {
     Endpoints e(3, {50ms, 500ms}, 7);
-    core::TimePoint now = at(1000);
-    std::vector<core::Duration> delays;
+    prom::TimePoint now = at(1000);
+    std::vector<prom::Duration> delays;
     for (int round = 0; round < 8; ++round) {
         EXPECT_LE(e.nextRoundAt(), now);
         for (std::size_t i : e.plan()) e.failed(i, now);
