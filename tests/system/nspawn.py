@@ -1,6 +1,6 @@
 """Real systemd as PID 1 in a systemd-nspawn container over an overlay of the host root, with
 prom installed from the .deb that cpack builds (dpkg -i inside, as an operator would). Used by
-test_fence.py; the recipe and its pitfalls are those of test_systemd.py."""
+test_systemd.py and test_fence.py (recipe and pitfalls: DESIGN.md §4)."""
 import os
 import shutil
 import subprocess
@@ -29,8 +29,10 @@ class Container:
     """One booted container with etcd running and prom's .deb installed. Use as a context manager:
     it powers off and unmounts also when the test fails."""
 
-    def __init__(self, build, name, keep=False):
+    def __init__(self, build, name, keep=False, files=None, dirs=()):
         self.build = build
+        self.files = files or {}  # path inside -> content or (content, mode), written before the boot
+        self.dirs = dirs          # directories to create before the boot
         self.name = name
         self.keep = keep
         self.dir = tempfile.mkdtemp(prefix=f"prom-{name}-")
@@ -78,6 +80,14 @@ class Container:
         deb = max((f for f in os.listdir(self.build) if f.startswith("prom_") and f.endswith(".deb")),
                   key=lambda f: os.path.getmtime(os.path.join(self.build, f)))
         shutil.copy(os.path.join(self.build, deb), self.path("/var/tmp/prom.deb"))
+        for p, text in self.files.items():
+            self.write(p, *(text if isinstance(text, tuple) else (text,)))
+        for d in self.dirs:
+            os.makedirs(self.path(d), exist_ok=True)
+        # Container images often carry a policy-rc.d that forbids maintainer scripts to start or
+        # stop services (exit 101); the container is to behave like a normal host.
+        if os.path.lexists(self.path("/usr/sbin/policy-rc.d")):
+            os.remove(self.path("/usr/sbin/policy-rc.d"))
         console = open(os.path.join(self.dir, "console.log"), "w")
         self.nspawn = subprocess.Popen(["systemd-nspawn", "-q", "-D", self.root, "--boot", "--register=no", "--keep-unit",
                                         "--link-journal=no", "--private-network", "-M", self.name],
@@ -97,9 +107,11 @@ class Container:
         self.run("dpkg", "-i", "/var/tmp/prom.deb", timeout=120)
         log(f"installed {deb} with dpkg -i")
 
-    def run(self, *cmd, check=True, timeout=30):
-        r = subprocess.run(["nsenter", "-t", str(self.pid1), "-a"] + list(cmd), capture_output=True, text=True,
-                           timeout=timeout)
+    def run(self, *cmd, check=True, timeout=30, user=None):
+        full = ["nsenter", "-t", str(self.pid1), "-a"]
+        if user:
+            full += ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups"]
+        r = subprocess.run(full + list(cmd), capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} -> {r.returncode}: {r.stdout}{r.stderr}")
         return r

@@ -10,24 +10,19 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import log, wait_for  # noqa: E402
+from nspawn import Container, require_root_and_tools  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--build", required=True, help="build directory to package from")
 ap.add_argument("--keep", action="store_true")
 a = ap.parse_args()
 
-if os.geteuid() != 0:
-    sys.exit("the system tier needs root (systemd-nspawn, overlay mounts); CI runs it as root")
-for tool in ("systemd-nspawn", "nsenter"):
-    if not shutil.which(tool):
-        sys.exit(f"{tool} is missing (package systemd-container)")
+require_root_and_tools()
 SOURCE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 PROBE = r"""#!/bin/sh
@@ -86,27 +81,10 @@ ensure-active = "/usr/local/sbin/prom-probe"
 ensure-passive = "exit 0"
 """
 
-D = tempfile.mkdtemp(prefix="prom-sandbox-")
-root = os.path.join(D, "root")
-for d in ("upper", "work", "root"):
-    os.makedirs(os.path.join(D, d))
-subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir=/,upperdir={D}/upper,workdir={D}/work", root], check=True)
-nspawn = None
-pid1 = None
-pkg = os.path.join(D, "pkg")
-
-
-def inside(*cmd, check=True, timeout=60):
-    r = subprocess.run(["nsenter", "-t", str(pid1), "-a", *cmd], capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} -> {r.returncode}: {r.stdout}{r.stderr}")
-    return r
-
-
 def probe_results():
     inside("rm", "-f", "/var/lib/probe/result")
     inside("systemctl", "start", "prom@0")
-    path = os.path.join(root, "var/lib/probe/result")
+    path = c.path("/var/lib/probe/result")
     wait_for(lambda: os.path.exists(path), 60, "the probe action to finish")
     text = open(path).read()
     inside("systemctl", "stop", "prom@0")
@@ -119,55 +97,12 @@ def exposure(unit):
     return float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
 
 
-try:
-    os.remove(os.path.join(root, "etc/machine-id"))
-    etc = os.path.join(root, "etc/systemd/system")
-    os.makedirs(os.path.join(etc, "multi-user.target.wants"), exist_ok=True)
-    for masked in ("systemd-networkd-wait-online.service", "systemd-timesyncd.service", "keepalived.service",
-                   "postgresql.service", "redis-server.service", "nginx.service", "memcached.service", "ssh.service",
-                   "docker.service", "containerd.service"):
-        p = os.path.join(etc, masked)
-        if os.path.lexists(p):
-            os.remove(p)
-        os.symlink("/dev/null", p)
-    etcd_unit = os.path.join(etc, "multi-user.target.wants", "etcd.service")
-    if not os.path.lexists(etcd_unit):
-        os.symlink("/lib/systemd/system/etcd.service", etcd_unit)
-    with open(os.path.join(etc, "demo.service"), "w") as f:
-        f.write("[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/sleep infinity\n")
-    os.makedirs(os.path.join(root, "usr/local/sbin"), exist_ok=True)
-    with open(os.path.join(root, "usr/local/sbin/prom-probe"), "w") as f:
-        f.write(PROBE)
-    os.chmod(os.path.join(root, "usr/local/sbin/prom-probe"), 0o755)
-    os.makedirs(os.path.join(root, "etc/app"), exist_ok=True)  # ReadWritePaths= needs it to exist
-    # Container images often carry a policy-rc.d that forbids maintainer scripts to start or
-    # stop services (exit 101), and deb-systemd-invoke obeys it: the container is to behave
-    # like a normal host here.
-    if os.path.lexists(os.path.join(root, "usr/sbin/policy-rc.d")):
-        os.remove(os.path.join(root, "usr/sbin/policy-rc.d"))
-
-    r = subprocess.run(["cpack", "-G", "DEB", "--config", os.path.join(a.build, "CPackConfig.cmake"), "-B", pkg],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    deb = next(f for f in os.listdir(pkg) if f.endswith(".deb"))
-    shutil.copy(os.path.join(pkg, deb), os.path.join(root, "var/tmp/prom.deb"))
-
-    console = open(os.path.join(D, "console.log"), "w")
-    nspawn = subprocess.Popen(["systemd-nspawn", "-q", "-D", root, "--boot", "--register=no", "--keep-unit", "--link-journal=no",
-                               "--private-network", "-M", "promsandbox"], stdout=console, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def find_pid1():
-        r = subprocess.run(["pgrep", "-P", str(nspawn.pid), "-x", "systemd"], capture_output=True, text=True)
-        return int(r.stdout.split()[0]) if r.returncode == 0 else None
-
-    pid1 = wait_for(find_pid1, 30, "the container's systemd")
-    wait_for(lambda: inside("systemctl", "is-system-running", check=False).stdout.strip() in ("running", "degraded"), 90,
-             "the container to boot")
-    wait_for(lambda: inside("etcdctl", "endpoint", "health", check=False).returncode == 0, 30, "etcd in the container")
-    inside("dpkg", "-i", "/var/tmp/prom.deb", timeout=120)
-    with open(os.path.join(root, "etc/prom/prom.conf"), "w") as f:
-        f.write(CONFIG)
+FILES = {"/etc/systemd/system/demo.service": "[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/sleep infinity\n",
+         "/usr/local/sbin/prom-probe": (PROBE, 0o755)}
+# ReadWritePaths= of the drop-in example needs /etc/app to exist.
+with Container(a.build, "promsandbox", keep=a.keep, files=FILES, dirs=("/etc/app",)) as c:
+    inside = c.run
+    c.write("/etc/prom/prom.conf", CONFIG)
     # A process of another user, as an application's would be.
     inside("systemd-run", "--unit=other-user", "--uid=nobody", "/bin/sleep", "600")
 
@@ -181,10 +116,10 @@ try:
     assert not failures, "shipped sandbox:\n" + "\n".join(failures)
     log(f"shipped sandbox: {len(WORKS)} documented action kinds work, {len(REFUSED)} refused as documented")
 
-    dropin = os.path.join(root, "etc/systemd/system/prom@.service.d")
+    dropin = c.path("/etc/systemd/system/prom@.service.d")
     os.makedirs(dropin, exist_ok=True)
     for example in ("vip-actions.conf", "write-paths.conf"):
-        shutil.copy(os.path.join(root, "usr/share/doc/prom/examples", example), dropin)
+        shutil.copy(c.path(f"/usr/share/doc/prom/examples/{example}"), dropin)
     inside("systemctl", "daemon-reload")
     got = probe_results()
     expected = {**{k: "ok" for k in WORKS}, **{k: "fail" for k in REFUSED}, **WITH_DROP_INS}
@@ -208,24 +143,7 @@ try:
     inside("dpkg", "-r", "prom", timeout=120)
     state = inside("systemctl", "is-active", "prom@0", check=False).stdout.strip()
     assert state in ("inactive", "failed", "unknown"), state
-    wants = os.path.join(root, "etc/systemd/system/multi-user.target.wants/prom@0.service")
+    wants = c.path("/etc/systemd/system/multi-user.target.wants/prom@0.service")
     assert not os.path.lexists(wants), "dpkg -r left prom@0 enabled"
     log(f"dpkg -r: prom@0 is {state} and no longer enabled")
     log("the sandbox probe passed")
-finally:
-    if pid1:
-        subprocess.run(["nsenter", "-t", str(pid1), "-a", "journalctl", "--no-pager", "-n", "200", "-o", "short-monotonic"],
-                       stdout=open(os.path.join(D, "journal.txt"), "w"), stderr=subprocess.STDOUT, timeout=30)
-        subprocess.run(["nsenter", "-t", str(pid1), "-a", "systemctl", "poweroff"], capture_output=True, timeout=30)
-    if nspawn:
-        try:
-            nspawn.wait(60)
-        except subprocess.TimeoutExpired:
-            nspawn.kill()
-            nspawn.wait()
-    subprocess.run(["umount", root])
-    if sys.exc_info()[0] is not None:
-        j = os.path.join(D, "journal.txt")
-        print(open(j).read()[-6000:] if os.path.exists(j) else "")
-    if not a.keep and sys.exc_info()[0] is None:
-        shutil.rmtree(D, ignore_errors=True)

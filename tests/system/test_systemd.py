@@ -6,25 +6,19 @@ stop demo@0/demo@1. Asserted with systemctl, busctl and journalctl as an operato
 import argparse
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import log, wait_for  # noqa: E402
+from nspawn import Container, require_root_and_tools  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--build", required=True, help="build directory to install from")
 ap.add_argument("--keep", action="store_true")
 a = ap.parse_args()
 
-if os.geteuid() != 0:
-    sys.exit("the system tier needs root (systemd-nspawn, overlay mounts); CI runs it as root")
-for tool in ("systemd-nspawn", "nsenter"):
-    if not shutil.which(tool):
-        sys.exit(f"{tool} is missing (package systemd-container)")
+require_root_and_tools()
 
 
 CONFIG = """app-name = "demo"
@@ -41,24 +35,6 @@ ensure-active = { start-unit = "demo@%i.service" }
 ensure-passive = { stop-unit = "demo@%i.service" }
 """
 
-D = tempfile.mkdtemp(prefix="prom-system-")
-root = os.path.join(D, "root")
-for d in ("upper", "work", "root"):
-    os.makedirs(os.path.join(D, d))
-subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir=/,upperdir={D}/upper,workdir={D}/work", root], check=True)
-nspawn = None
-pid1 = None
-
-
-def inside(*cmd, check=True, user=None, timeout=30):
-    full = ["nsenter", "-t", str(pid1), "-a"]
-    if user:
-        full += ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups"]
-    r = subprocess.run(full + list(cmd), capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} -> {r.returncode}: {r.stdout}{r.stderr}")
-    return r
-
 
 def role(i):
     r = inside("busctl", "get-property", f"org.prom.Prom1.Replica_{i}", "/org/prom/Prom1", "org.prom.Prom1.Replica", "Role",
@@ -70,48 +46,11 @@ def unit_state(u):
     return inside("systemctl", "is-active", u, check=False).stdout.strip()
 
 
-try:
-    # The container's own files, in the upper layer only.
-    os.remove(os.path.join(root, "etc/machine-id"))
-    wants = os.path.join(root, "etc/systemd/system")
-    os.makedirs(os.path.join(wants, "multi-user.target.wants"), exist_ok=True)
-    for masked in ("systemd-networkd-wait-online.service", "systemd-timesyncd.service", "keepalived.service",
-                   "postgresql.service", "redis-server.service", "nginx.service", "memcached.service", "ssh.service",
-                   "docker.service", "containerd.service"):
-        p = os.path.join(wants, masked)
-        if os.path.lexists(p):
-            os.remove(p)
-        os.symlink("/dev/null", p)
-    etcd_unit = os.path.join(wants, "multi-user.target.wants", "etcd.service")
-    if not os.path.lexists(etcd_unit):
-        os.symlink("/lib/systemd/system/etcd.service", etcd_unit)
-    subprocess.run(["cpack", "-G", "DEB"], cwd=a.build, check=True, capture_output=True)
-    deb = max((f for f in os.listdir(a.build) if f.startswith("prom_") and f.endswith(".deb")),
-              key=lambda f: os.path.getmtime(os.path.join(a.build, f)))
-    shutil.copy(os.path.join(a.build, deb), os.path.join(root, "var", "tmp", "prom.deb"))
-    with open(os.path.join(root, "etc/systemd/system/demo@.service"), "w") as f:
-        f.write("[Unit]\nDescription=demo replica %i\n[Service]\nExecStart=/bin/sleep infinity\n")
-
-    console = open(os.path.join(D, "console.log"), "w")
-    nspawn = subprocess.Popen(["systemd-nspawn", "-q", "-D", root, "--boot", "--register=no", "--keep-unit", "--link-journal=no",
-                               "--private-network", "-M", "promtest"], stdout=console, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def find_pid1():
-        r = subprocess.run(["pgrep", "-P", str(nspawn.pid), "-x", "systemd"], capture_output=True, text=True)
-        return int(r.stdout.split()[0]) if r.returncode == 0 else None
-
-    pid1 = wait_for(find_pid1, 30, "the container's systemd")
-    t0 = time.monotonic()
-    wait_for(lambda: inside("systemctl", "is-system-running", check=False).stdout.strip() in ("running", "degraded"), 90,
-             "the container to boot")
-    log(f"container booted in {time.monotonic() - t0:.1f} s")
-    wait_for(lambda: inside("etcdctl", "endpoint", "health", check=False).returncode == 0, 30, "etcd in the container")
-    r = inside("dpkg", "-i", "/var/tmp/prom.deb", timeout=120)
+DEMO = "[Unit]\nDescription=demo replica %i\n[Service]\nExecStart=/bin/sleep infinity\n"
+with Container(a.build, "promtest", keep=a.keep, files={"/etc/systemd/system/demo@.service": DEMO}) as c:
+    inside = c.run
     assert inside("getent", "group", "prom", check=False).returncode == 0, "postinst did not create the prom group"
-    log(f"installed {deb} with dpkg -i")
-    with open(os.path.join(root, "etc/prom/prom.conf"), "w") as f:
-        f.write(CONFIG)
+    c.write("/etc/prom/prom.conf", CONFIG)
     inside("prom", "--check-config", "--id", "0")
     inside("systemctl", "enable", "--now", "prom@0", "prom@1")
     active = wait_for(lambda: next((i for i in "01" if role(i) == "active"), None), 20, "an active replica")
@@ -180,19 +119,3 @@ try:
     roles = sorted(role(i) for i in "01")
     wait_for(lambda: sorted(role(i) for i in "01") == ["active", "passive"], 15, "one active, one passive")
     log("the system tier passed")
-finally:
-    if pid1:
-        subprocess.run(["nsenter", "-t", str(pid1), "-a", "journalctl", "--no-pager", "-n", "200", "-o", "short-monotonic"],
-                       stdout=open(os.path.join(D, "journal.txt"), "w"), stderr=subprocess.STDOUT, timeout=30)
-        subprocess.run(["nsenter", "-t", str(pid1), "-a", "systemctl", "poweroff"], capture_output=True, timeout=30)
-    if nspawn:
-        try:
-            nspawn.wait(60)
-        except subprocess.TimeoutExpired:
-            nspawn.kill()
-            nspawn.wait()
-    subprocess.run(["umount", root])
-    if sys.exc_info()[0] is not None:
-        print(open(os.path.join(D, "journal.txt")).read()[-6000:] if os.path.exists(os.path.join(D, "journal.txt")) else "")
-    if not a.keep and sys.exc_info()[0] is None:
-        shutil.rmtree(D, ignore_errors=True)
