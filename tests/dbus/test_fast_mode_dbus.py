@@ -30,10 +30,7 @@ def fast_conf(c):
 
 with Test("fast-mode-dbus") as t:
     promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
-    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1", "--nopidfile"],
-                           stdout=subprocess.PIPE, text=True)
-    t.cleanup.append(bus)
-    address = bus.stdout.readline().strip()
+    address = t.session_bus()
     os.environ["DBUS_SESSION_BUS_ADDRESS"] = address  # the daemons inherit it
     etcd = t.etcd(1)
     c = t.cluster(etcd, bus="session")

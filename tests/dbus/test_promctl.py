@@ -27,10 +27,7 @@ def props(replica, role, leader, healthy=True, error=""):
 
 with Test("promctl") as t:
     promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
-    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1", "--nopidfile"],
-                           stdout=subprocess.PIPE, text=True)
-    t.cleanup.append(bus)
-    env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=bus.stdout.readline().strip())
+    env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=t.session_bus())
     fakes = {}
 
     def fake(replica, p):

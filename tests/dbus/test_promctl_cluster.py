@@ -15,15 +15,9 @@ from harness import Test, log, wait_for  # noqa: E402
 
 with Test("promctl-cluster") as t:
     promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
-    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1", "--nopidfile"],
-                           stdout=subprocess.PIPE, text=True)
-    t.cleanup.append(bus)
-    os.environ["DBUS_SESSION_BUS_ADDRESS"] = bus.stdout.readline().strip()
+    os.environ["DBUS_SESSION_BUS_ADDRESS"] = t.session_bus()
     # An empty bus: the "other node" from which the operator looks.
-    empty = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1", "--nopidfile"],
-                             stdout=subprocess.PIPE, text=True)
-    t.cleanup.append(empty)
-    elsewhere = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=empty.stdout.readline().strip())
+    elsewhere = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=t.session_bus())
 
     etcd = t.etcd(1)
     c = t.cluster(etcd, replicas=3, bus="session")

@@ -450,6 +450,13 @@ class Test:
         self.cleanup = []  # other processes to stop at the end
         self.ok = False
 
+    def session_bus(self):
+        """A private dbus-daemon --session, stopped at the end; returns its address."""
+        bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1", "--nopidfile"],
+                               stdout=subprocess.PIPE, text=True)
+        self.cleanup.append(bus)
+        return bus.stdout.readline().strip()
+
     def music(self, locations=2, **kw):
         m = MusicEmulator(self.dir, locations, **kw)
         self.cleanup.append(m.proc)
