@@ -409,7 +409,7 @@ private:
             auto effects = m_election.handle(sd::EventLoop::now(), e);
             // The fence (prom(8), FENCE) follows role and deadline before any effect runs, so it
             // already covers an ensure-active that is about to start.
-            m_fence.update(m_election.role(), fenceDeadline(), m_election.token(), m_election.leader(),
+            m_fence.update(m_election.role(), m_election.fenceDeadline(), m_election.token(), m_election.leader(),
                            m_config.settingsOf(m_options.id).ensurePassive);
             for (auto& effect : effects) apply(effect);
         }
@@ -419,17 +419,6 @@ private:
             m_wake = m_loop.addTimer(*next, [this] { feed(core::Tick{}); });
         else
             m_wake.reset();
-    }
-
-    /** The deadline the fence is armed for. Fast mode moves it with every acknowledged
-     *  heartbeat: rounded down to a quarter of support-ms so that the fence file is rewritten a
-     *  few times a second, not on every ack (an earlier deadline only makes the fence stop the
-     *  replica earlier when prom has died). */
-    std::optional<core::TimePoint> fenceDeadline() const {
-        auto d = m_election.deadline();
-        if (!d || !m_election.holdsFastKey() || *d == core::TimePoint::max()) return d;
-        const auto step = std::max<core::Duration>(core::Duration(1), m_config.election.support / 4);
-        return core::TimePoint(d->time_since_epoch() - d->time_since_epoch() % step);
     }
 
     void apply(const core::Effect& effect) {

@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "actions/scrubbed_env.hpp"
+#include "actions/environment.hpp"
 #include "sd/fence_file.hpp"
 
 extern char** environ;

@@ -1,6 +1,6 @@
 #include "actions/runner.hpp"
 
-#include "actions/scrubbed_env.hpp"
+#include "actions/environment.hpp"
 
 #include <fcntl.h>
 #include <signal.h>

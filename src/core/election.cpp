@@ -120,6 +120,13 @@ void Election::enterLeading(std::int64_t token, std::int64_t lease, bool fastKey
     }
 }
 
+std::optional<TimePoint> Election::fenceDeadline() const {
+    auto d = deadline();
+    if (!d || !holdsFastKey() || *d == TimePoint::max()) return d;
+    const auto step = std::max<Duration>(Duration(1), m_p.support.support / 4);
+    return TimePoint(d->time_since_epoch() - d->time_since_epoch() % step);
+}
+
 RequestResult Election::canResign() const {
     return std::holds_alternative<Leading>(m_leadership) && (m_role == Role::Active || m_role == Role::Promoting)
                ? RequestResult::Accepted

@@ -363,6 +363,11 @@ public:
     /** Local deadline of the leader: last acknowledged keepalive send time + TTL - margin; for
      *  a fast key also no later than its peer-majority support deadline - stop margin. */
     std::optional<TimePoint> deadline() const;
+    /** The deadline the PID 1 fence is armed for: deadline(), except that a fast key's (which
+     *  moves with every acknowledged heartbeat) is rounded down to support/4, so the fence file
+     *  is rewritten a few times a second, not on every ack; an earlier deadline only makes the
+     *  fence stop the replica earlier when prom has died. */
+    std::optional<TimePoint> fenceDeadline() const;
     /** Replies ignored because they answered a request that was no longer current. */
     std::uint64_t staleReplies() const { return m_staleReplies; }
     bool fastMode() const { return m_p.fast; }

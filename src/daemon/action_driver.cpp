@@ -1,5 +1,6 @@
 #include "daemon/action_driver.hpp"
 
+#include "actions/environment.hpp"
 #include "common/log.hpp"
 
 namespace prom::daemon {
@@ -13,12 +14,7 @@ ActionDriver::ActionDriver(actions::ActionRunner& runner, const config::Config& 
       m_extendTimeout(std::move(extendTimeout)) {}
 
 std::map<std::string, std::string> ActionDriver::environment(const core::RunAction& e) const {
-    return {{"PROM_ROLE", core::toString(e.role)},
-            {"PROM_PEER_ID", e.peer},
-            {"PROM_REPLICA_ID", m_self},
-            {"PROM_APP", m_config.appName},
-            {"PROM_LEADER", e.leader},
-            {"PROM_FENCING_TOKEN", std::to_string(e.token)}};
+    return actions::promEnvironment(core::toString(e.role), m_self, m_config.appName, e.leader, e.token, e.peer);
 }
 
 bool ActionDriver::apply(const core::Effect& effect) {

@@ -1,5 +1,7 @@
 #include "sd/fence.hpp"
 
+#include "actions/environment.hpp"
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,9 +43,8 @@ std::optional<FenceRecord> Fence::recordFor(const Settings& s, core::TimePoint d
     }
     // The environment prom gives ensure-passive (DESIGN.md §1), and PROM_FENCE=1 so that a
     // script can tell that systemd runs it while prom is down.
-    r.env = {{"PROM_ROLE", "demoting"},    {"PROM_REPLICA_ID", s.replica},          {"PROM_APP", s.app},
-             {"PROM_LEADER", leader},      {"PROM_FENCING_TOKEN", std::to_string(token)}, {"PROM_PEER_ID", ""},
-             {"PROM_FENCE", "1"}};
+    r.env = actions::promEnvironment("demoting", s.replica, s.app, leader, token, "");
+    r.env["PROM_FENCE"] = "1";
     return r;
 }
 

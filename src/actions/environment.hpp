@@ -1,7 +1,9 @@
 #pragma once
-// The environment variables no action gets, whoever runs it: prom's ScriptRunner and the fence
-// (prom-fence, which links nothing of prom but this header).
+// The environment of an action, whoever runs it: prom's ScriptRunner and ActionDriver, and the
+// fence (prom-fence and sd::Fence, which link nothing of actions/ but this header).
 #include <algorithm>
+#include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +23,15 @@ inline const std::vector<std::string>& scrubbedEnvironment() {
 inline bool scrubbed(std::string_view key) {
     const auto& k = scrubbedEnvironment();
     return std::find(k.begin(), k.end(), key) != k.end();
+}
+
+/** What every action gets (DESIGN.md §1), whoever runs it: prom, or the fence while prom is
+ *  down (which adds PROM_FENCE=1). */
+inline std::map<std::string, std::string> promEnvironment(const std::string& role, const std::string& self,
+                                                          const std::string& app, const std::string& leader,
+                                                          std::int64_t token, const std::string& peer) {
+    return {{"PROM_ROLE", role},  {"PROM_PEER_ID", peer}, {"PROM_REPLICA_ID", self},
+            {"PROM_APP", app},    {"PROM_LEADER", leader}, {"PROM_FENCING_TOKEN", std::to_string(token)}};
 }
 
 }  // namespace prom::actions
