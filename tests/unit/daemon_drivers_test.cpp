@@ -31,8 +31,11 @@ public:
     void markHandover(std::int64_t, std::int64_t, const std::string&, std::function<void(Result<Ok>)> done) override {
         mark = std::move(done);
     }
-    void putMember(std::int64_t, std::function<void(Result<Ok>)>) override {}
-    void readMembers(std::function<void(Result<std::vector<std::string>>)> done) override { members = std::move(done); }
+    void putMember(std::int64_t lease, const store::MemberInfo& info, std::function<void(Result<Ok>)> done) override {
+        puts.push_back({lease, info});
+        put = std::move(done);
+    }
+    void readMembers(std::function<void(Result<std::vector<store::MemberInfo>>)> done) override { members = std::move(done); }
     std::uint64_t requestCount() const override { return 0; }
 
     std::function<void(Result<store::Lease>)> grant;
@@ -42,7 +45,9 @@ public:
     std::function<void(Result<Ok>)> del, mark;
     std::function<void(const core::WatchEvent&)> watchEvent;
     std::function<void(const std::string&)> watchBroken;
-    std::function<void(Result<std::vector<std::string>>)> members;
+    std::function<void(Result<std::vector<store::MemberInfo>>)> members;
+    std::vector<std::pair<std::int64_t, store::MemberInfo>> puts;
+    std::function<void(Result<Ok>)> put;
 };
 
 struct StoreFixture {
