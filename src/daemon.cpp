@@ -20,6 +20,7 @@
 #include "daemon/action_driver.hpp"
 #include "daemon/status_publisher.hpp"
 #include "daemon/store_driver.hpp"
+#include "daemon/store_settings.hpp"
 #include "http/server.hpp"
 #include "prom/version.hpp"
 #include "peer/transport.hpp"
@@ -136,43 +137,17 @@ public:
     Daemon(const DaemonOptions& o, config::Config c)
         : m_options(o),
           m_config(std::move(c)),
-          m_http(m_loop, store::HttpOptions{m_config.store.connectTimeout, m_config.store.caFile, m_config.store.certFile,
-                                            m_config.store.keyFile}),
+          m_http(m_loop, daemon::httpOptions(m_config)),
           m_runner(m_loop),
           m_election(paramsFor(m_config, o.id, o.startPassive)),
           m_runtimeDir(runtimeDirectory(o.id)),
           m_fence({m_runtimeDir + "/fence", sd::Fence::armedPathFor(o.id), o.id, m_config.appName, m_config.actions.timeout}),
           m_status(statusSinks()) {
         const bool music = m_config.store.backend == config::Backend::Music;
-        if (music) {
-            store::MusicSettings ms;
-            for (const auto& l : m_config.store.endpoints) ms.locations.push_back(store::musicBaseUrl(l, m_config.store.musicVersion));
-            ms.app = m_config.appName;
-            ms.self = o.id;
-            ms.replicas = m_config.replicas;
-            ms.aid = m_config.store.aid;
-            ms.ns = m_config.store.ns;
-            ms.user = m_config.store.userid;
-            if (!ms.user.empty()) ms.password = config::storePassword(m_config.store);
-            ms.basicAuth = m_config.store.musicBasicAuth;
-            // PROM: music-connection-timeout-ms is the connect and the read timeout.
-            ms.requestTimeout = m_config.store.connectTimeout;
-            ms.peerTimeout = m_config.election.timeout;
-            ms.pollInterval = m_config.election.monitorInterval;
-            m_store = std::make_unique<store::Music>(m_loop, m_http, ms);
-        } else {
-            store::EtcdSettings es;
-            es.endpoints = m_config.store.endpoints;
-            es.prefix = m_config.store.prefix;
-            es.app = m_config.appName;
-            es.self = o.id;
-            es.user = m_config.store.userid;
-            if (!es.user.empty()) es.password = config::storePassword(m_config.store);
-            auto ttl = core::Duration(config::leaseTtlSeconds(m_config.election) * 1000);
-            es.requestTimeout = std::clamp<std::chrono::milliseconds>(ttl / 3, 500ms, 2000ms);
-            es.leaseTtl = ttl;  // bounds the TTL a store may report for a resumed lease too
-            m_store = std::make_unique<store::Etcd>(m_loop, m_http, es);
-        }
+        if (music)
+            m_store = std::make_unique<store::Music>(m_loop, m_http, daemon::musicSettings(m_config, o.id));
+        else
+            m_store = std::make_unique<store::Etcd>(m_loop, m_http, daemon::etcdSettings(m_config, o.id));
         auto feed = [this](core::Event e) { this->feed(std::move(e)); };
         m_storeDriver = std::make_unique<daemon::StoreDriver>(
             *m_store, music ? "MUSIC" : "etcd", feed, [] { return sd::EventLoop::now(); },
