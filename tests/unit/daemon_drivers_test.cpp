@@ -227,3 +227,31 @@ TEST(StatusPublisher, OnlyValidUtf8WithoutControlsReachesTheProperties) {
     EXPECT_TRUE(text::isValidUtf8(p.status().lastError));
     EXPECT_EQ(p.status().lastError.find('\x1b'), std::string::npos);
 }
+
+TEST(StoreDriver, TheMemberKeyIsRewrittenWhenWhatItSaysChangesAndRetriedAfterAFailure) {
+    StoreFixture f;
+    store::MemberInfo info;
+    info.id = "0";
+    info.role = "passive";
+    f.driver.describeMember([&] { return info; });
+    f.driver.memberChanged();
+    EXPECT_TRUE(f.store.puts.empty()) << "no lease yet: nothing to put the key on";
+    f.driver.apply(core::PutMember{100});
+    ASSERT_EQ(f.store.puts.size(), 1u);
+    EXPECT_EQ(f.store.puts[0].first, 100);
+    f.store.put(Ok{});
+    f.driver.memberChanged();
+    EXPECT_EQ(f.store.puts.size(), 1u) << "unchanged: no write";
+    info.role = "active";
+    f.driver.memberChanged();
+    ASSERT_EQ(f.store.puts.size(), 2u);
+    info.role = "demoting";
+    f.driver.memberChanged();
+    EXPECT_EQ(f.store.puts.size(), 2u) << "one write in flight at a time";
+    f.store.put(Error{"etcd down"});
+    EXPECT_EQ(f.store.puts.size(), 2u) << "a failed write is retried after a pause, not at once";
+    f.clock += Duration(1001);
+    f.driver.memberChanged();
+    ASSERT_EQ(f.store.puts.size(), 3u);
+    EXPECT_EQ(f.store.puts[2].second.role, "demoting");
+}
