@@ -37,6 +37,9 @@ with Test("promctl-control") as t:
     def roles(doc):
         return {x["id"]: x for x in doc["replicas"]}
 
+    # The member key says "active" once ensure-active ran and the key was rewritten.
+    wait_for(lambda: status()["exit"] == 0, 5, "the store showing one active")
+
     # Switchover from elsewhere: it returns once the target is active (its ensure-active ran).
     b = next(i for i in c.ids if i != a)
     r = ctl("switchover", b)
@@ -86,6 +89,6 @@ with Test("promctl-control") as t:
     r = ctl("resume", "--cluster")
     assert r.returncode == 0 and "resumed" in r.stdout, r
     c.wait_one_active(10)
-    assert status()["exit"] == 0
+    wait_for(lambda: status()["exit"] == 0, 5, "the store showing one active")
     c.check_history()
     t.ok = True
