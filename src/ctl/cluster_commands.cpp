@@ -274,6 +274,14 @@ int clusterSwitchover(const config::Config& c, const std::string& target, Millis
             return kExitInvalid;
         }
     }
+    if (target.empty()) {
+        bool candidate = false;
+        for (const auto& [id, m] : v->up) candidate = candidate || (known(c, id) && roleOf(*v, id) == "passive" && !m.paused);
+        if (!candidate) {
+            std::fprintf(stderr, "promctl: no live, unpaused passive replica to take over: not switching over\n");
+            return kExitInvalid;
+        }
+    }
     Request req(s, std::max(kMinWait, timeout));
     store::ControlRequest r;
     r.op = store::ControlOp::Switchover;

@@ -101,6 +101,9 @@ struct Etcd::Call {
     std::size_t step = 0;
     bool reauthed = false;
     std::string failures;
+    /** The highest revision seen when the attempt was sent: a linearizable answer is never
+     *  older (one seen since, by a watch event or a concurrent reply, may well be newer). */
+    std::int64_t floor = 0;
 };
 
 Etcd::Etcd(sd::EventLoop& loop, Http& http, EtcdSettings settings)
@@ -217,6 +220,7 @@ void Etcd::start(const std::shared_ptr<Call>& c) {
 
 void Etcd::attempt(const std::shared_ptr<Call>& c) {
     const std::size_t index = c->plan[c->step];
+    c->floor = m_maxRevision;
     std::weak_ptr<bool> alive = m_alive;
     m_http.post(m_s.endpoints[index] + "/v3/" + c->path, c->body, headers(c->auth), m_s.requestTimeout,
                 [this, alive, c, index](HttpResponse resp) {
@@ -260,11 +264,12 @@ void Etcd::onReply(const std::shared_ptr<Call>& c, std::size_t index, HttpRespon
     }
     if (resp.status / 100 == 2) {
         // Revisions never go backwards in one cluster (every call here is linearizable): a
-        // reply older than what was already seen comes from a stale or foreign store.
+        // reply older than what was seen before the request left comes from a stale or
+        // foreign store.
         std::int64_t revision = intField(body->find("header"), "revision");
-        if (revision < 0 || (revision > 0 && revision < m_maxRevision)) {
+        if (revision < 0 || (revision > 0 && revision < c->floor)) {
             std::string why =
-                "stale reply: revision " + std::to_string(revision) + " after " + std::to_string(m_maxRevision);
+                "stale reply: revision " + std::to_string(revision) + " after " + std::to_string(c->floor);
             if (!c->failures.empty()) c->failures += "; ";
             c->failures += where + ": " + why;
             endpointFailed(index, why);
