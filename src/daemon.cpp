@@ -396,7 +396,7 @@ private:
             if (m_answered.count(id)) continue;
             const bool forUs = r.op == store::ControlOp::Pause || r.op == store::ControlOp::Resume
                                    ? r.target == m_options.id
-                                   : m_election.holdsLeadership() && m_election.token() == r.token;
+                                   : m_election.isAddressedAs(r.token);
             if (!forUs) continue;
             m_answered.insert(id);
             const std::string what = std::string(store::toString(r.op)) + (r.target.empty() ? "" : " " + r.target);

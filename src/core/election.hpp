@@ -366,6 +366,10 @@ public:
     bool paused() const { return m_paused || m_clusterPaused; }
     bool clusterPaused() const { return m_clusterPaused; }
     bool holdsLeadership() const { return heldToken().has_value(); }
+    /** Whether a switchover or resign request addressed to the active holding token (promctl
+     *  -c, through the store) is this replica's to carry out: only while it holds exactly that
+     *  leadership, so a request that arrives after the role moved is not obeyed by the next. */
+    bool isAddressedAs(std::int64_t token) const { return token > 0 && heldToken() == token; }
     /** Local deadline of the leader: last acknowledged keepalive send time + TTL - margin; for
      *  a fast key also no later than its peer-majority support deadline - stop margin. */
     std::optional<TimePoint> deadline() const;

@@ -592,6 +592,17 @@ TEST(Requests, APausedActiveDoesNotResignOnFailedChecksAndRetriesOnceResumed) {
     EXPECT_EQ(s.e().role(), Role::Demoting);
 }
 
+TEST(Requests, AStoreRequestIsForTheActiveHoldingItsTokenOnly) {
+    Sim s;
+    s.toActive(5);
+    EXPECT_TRUE(s.e().isAddressedAs(5));
+    EXPECT_FALSE(s.e().isAddressedAs(4));  // an earlier active's request
+    EXPECT_FALSE(s.e().isAddressedAs(0));
+    Sim p;
+    p.toPassive(other(7));
+    EXPECT_FALSE(p.e().isAddressedAs(7));  // the token it follows is not its own
+}
+
 TEST(Wakeups, NeverAskToBeWokenInThePast) {
     Sim s;
     s.toActive();
