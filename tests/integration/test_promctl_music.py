@@ -1,5 +1,7 @@
 """promctl -c CONFIG status on MUSIC (PROM's rows and lock queue, through the MUSIC emulator):
-three replicas configured, two running; from a node with no daemon on its bus, status shows the
+rows laid out by hand read as PROM reads them (heartbeat older than the timeout or none = down,
+the lock holder's row = active once it says so, a row that says active without the lock = a
+second active, exit 6); three replicas configured, two running; from a node with no daemon on its bus, status shows the
 active (the holder of the lock queue's head), the passive, and the third replica down (no row),
 exit 0, also with --json; after kill -9 of the active's node its row goes down once its
 heartbeat is older than the timeout, and once the other replica has taken over, status shows it
@@ -45,6 +47,69 @@ with Test("promctl-music") as t:
         doc = json.loads(r.stdout)
         assert doc["exit"] == r.returncode, (doc, r)
         return doc, {x["id"]: x["role"] for x in doc["replicas"]}
+
+    # Rows and a lock queue laid out by hand for another app (no daemon runs for it), written
+    # through the first location: each way a row can read, promctl judging it by this clock.
+    def rest(method, path, body=None):
+        req = urllib.request.Request(music.locations[0] + path, method=method, headers={"Content-Type": "application/json"},
+                                     data=None if body is None else json.dumps(body).encode())
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    board = {k: v for k, v in cfg.items() if not k.startswith(("ensure-", "restart-prom-"))}
+    board.update({"app-name": "board", "replica-id-list": list("abcde"), "music-location": music.locations[2:]})
+    for r in "abcde":
+        board[f"ensure-active-{r}"] = board[f"ensure-passive-{r}"] = "/bin/true"
+    board_conf = os.path.join(t.dir, "boardconf")
+    os.makedirs(board_conf)
+    json.dump(board, open(os.path.join(board_conf, "config.json"), "w"), indent=2)
+    rest("POST", "/keyspaces/prom_board", {"replicationInfo": {"class": "SimpleStrategy", "replication_factor": 3}})
+    rest("POST", "/keyspaces/prom_board/tables/Replicas", {"fields": {"id": "text", "isactive": "boolean",
+                                                                      "timeoflastupdate": "varint", "lockref": "text",
+                                                                      "PRIMARY KEY": "(id)"}})
+    lock = "prom_board.Replicas.PROM_ADMIN"
+    ref_a, ref_b = (rest("POST", f"/locks/create/{lock}")["lock"]["lock"] for _ in range(2))
+
+    def row(i, isactive, age_ms, lockref=""):
+        beat = 0 if age_ms is None else int(time.time() * 1000) - age_ms
+        rest("POST", "/keyspaces/prom_board/tables/Replicas/rows",
+             {"values": {"id": i, "isactive": isactive, "timeoflastupdate": beat, "lockref": lockref}})
+
+    def board_status():
+        r = ctl("status", "--json", conf=board_conf)
+        doc = json.loads(r.stdout)
+        return r.returncode, doc, {x["id"]: x["role"] for x in doc["replicas"]}
+
+    ms = int(TIMEOUT * 1000)
+    # a heads the queue but has not marked its row yet; b lost the lock without noticing (its row
+    # still says active); c's heartbeat is older than the timeout, d's is PROM's bootstrap 0, e
+    # has no row.
+    row("a", False, 0, ref_a)
+    row("b", True, 0, ref_b)
+    row("c", False, ms + 1000)
+    row("d", False, None)
+    code, doc, roles = board_status()
+    assert roles == {"a": "promoting", "b": "active", "c": "down", "d": "down", "e": "down"}, roles
+    assert code == 3 and doc["leader"] == "a" and doc["token"] == 0, doc
+    row("a", True, 0, ref_a)
+    code, doc, roles = board_status()
+    assert code == 6 and roles["a"] == roles["b"] == "active", (code, doc)
+    row("b", False, 200, ref_b)
+    row("c", False, ms - 1000)  # younger than the timeout: up again
+    code, doc, roles = board_status()
+    assert code == 0 and doc["leader"] == "a" and roles == {"a": "active", "b": "passive", "c": "passive", "d": "down",
+                                                          "e": "down"}, (code, roles)
+    # A holder whose row is older than the timeout: the leader is down, nobody is active.
+    row("a", True, ms + 1000, ref_a)
+    code, doc, roles = board_status()
+    assert code == 3 and doc["leader"] == "a" and roles["a"] == "down", (code, doc)
+    # The head of the queue named by no row (just created, its row not written yet): no leader.
+    rest("DELETE", f"/locks/release/{ref_a}")
+    rest("DELETE", f"/locks/release/{ref_b}")
+    rest("POST", f"/locks/create/{lock}")
+    code, doc, roles = board_status()
+    assert code == 3 and doc["leader"] == "" and "active" not in roles.values(), (code, doc)
+    assert len(music.state()["locks"][lock]) == 1, "promctl joined the lock queue"
 
     c.start("0")
     c.start("1")  # replica 2 is configured but never started: no row
@@ -94,8 +159,8 @@ with Test("promctl-music") as t:
     with urllib.request.urlopen(f"http://127.0.0.1:{music.control}/calls", timeout=5) as resp:
         calls = json.loads(resp.read()).get(str(music.ports[2]), {})
     log(f"promctl's requests on the third location: {calls}")
-    allowed = {"GET /MUSIC/rest/v2/locks/enquire/prom_itest.Replicas.PROM_ADMIN",
-               "GET /MUSIC/rest/v2/keyspaces/prom_itest/tables/Replicas/rows"}
+    allowed = {f"GET /MUSIC/rest/v2/{p}" for app in ("itest", "board")
+               for p in (f"locks/enquire/prom_{app}.Replicas.PROM_ADMIN", f"keyspaces/prom_{app}/tables/Replicas/rows")}
     assert calls and set(calls) <= allowed, calls
 
     music.stop()
