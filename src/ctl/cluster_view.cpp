@@ -8,7 +8,7 @@
 namespace prom::ctl {
 
 Result<ClusterView> readCluster(const config::Config& c, std::chrono::milliseconds timeout) {
-    if (c.store.backend != config::Backend::Etcd) return Error{"the cluster view reads etcd; this configuration uses MUSIC"};
+    if (c.store.backend == config::Backend::Music) return readMusicCluster(c, timeout);
     EtcdSession session(c, timeout);
     return readCluster(session, c);
 }

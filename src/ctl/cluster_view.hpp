@@ -26,9 +26,12 @@ struct ClusterView {
 
 class EtcdSession;
 
-/** Reads the cluster (etcd: leader, members and control keys at one go). */
+/** Reads the cluster (etcd: leader, members and control keys at one go; MUSIC: readMusicCluster). */
 Result<ClusterView> readCluster(const config::Config& config, std::chrono::milliseconds timeout);
 /** The same on an open session (a command that polls the cluster while it waits). */
 Result<ClusterView> readCluster(EtcdSession& session, const config::Config& config);
+/** MUSIC (PROM's rows and lock queue), read with GETs only: the holder of the lock is the
+ *  leader, a row whose heartbeat is older than the timeout by this node's clock is down. */
+Result<ClusterView> readMusicCluster(const config::Config& config, std::chrono::milliseconds timeout);
 
 }  // namespace prom::ctl

@@ -25,14 +25,53 @@ bool staleRefMessage(const std::string& m) {
 // a FAILURE (3.2.40).
 bool noHolder(const std::string& ref) { return ref.empty() || ref == "No lock holder!"; }
 
-std::string str(const json::Value* v) {
+std::string str(const json::Value* v) { return musicText(v); }
+
+}  // namespace
+
+std::string musicText(const json::Value* v) {
     if (!v) return "";
     if (v->type == json::Type::String || v->type == json::Type::Number) return v->text;
     if (v->type == json::Type::Bool) return v->boolean ? "true" : "false";
     return "";
 }
 
-}  // namespace
+std::string musicKeyspace(const std::string& app) { return "prom_" + app; }
+
+std::string musicLockName(const std::string& app) { return musicKeyspace(app) + ".Replicas.PROM_ADMIN"; }
+
+std::vector<std::string> musicHeaders(const MusicSettings& s) {
+    std::vector<std::string> headers{"Accept: application/json"};
+    if (!s.aid.empty()) headers.push_back("aid: " + s.aid);
+    if (!s.ns.empty()) headers.push_back("ns: " + s.ns);
+    if (!s.user.empty() && !s.password.empty()) {
+        if (s.basicAuth) {
+            headers.push_back("Authorization: Basic " + base64::encode(s.user + ":" + s.password));
+        } else {
+            headers.push_back("userId: " + s.user);
+            headers.push_back("password: " + s.password);
+        }
+    }
+    return headers;
+}
+
+Result<json::Value> musicReplyBody(const HttpResponse& resp) {
+    if (resp.curl != CURLE_OK || resp.status >= 500 || resp.status == 0) return Error{resp.describe()};
+    auto parsed = json::parse(resp.body);
+    if (auto* e = std::get_if<json::SyntaxError>(&parsed))
+        return Error{"HTTP " + std::to_string(resp.status) + " with a body that is not JSON (" + e->message +
+                     "): " + resp.body.substr(0, 120)};
+    if (std::get<json::Value>(parsed).type != json::Type::Object)
+        return Error{"HTTP " + std::to_string(resp.status) + " with a JSON body that is not an object"};
+    return std::get<json::Value>(std::move(parsed));
+}
+
+std::string musicLockHolder(const json::Value& reply) {
+    const json::Value* lock = reply.find("lock");
+    if (!musicSuccess(reply) && !lock) return "";  // 3.2.40: empty queue
+    std::string holder = lock ? str(lock->find("lock-holder")) : "";
+    return noHolder(holder) ? "" : holder;
+}
 
 std::string musicBaseUrl(const std::string& location, std::int64_t version) {
     if (location.starts_with("http://") || location.starts_with("https://")) {
@@ -50,21 +89,25 @@ std::int64_t musicToken(const std::string& ref) {
     return json::parseInt(ref.substr(start, std::min<std::size_t>(end - start, 18))).value_or(0);
 }
 
-bool Music::Reply::success() const {
-    const json::Value* s = body.find("status");
+bool musicSuccess(const json::Value& reply) {
+    const json::Value* s = reply.find("status");
     return s && s->text == "SUCCESS";
 }
 
-std::string Music::Reply::message() const {
+std::string musicMessage(const json::Value& reply) {
     for (const char* k : {"message", "error", "Exception"})
-        if (const json::Value* v = body.find(k); v && !v->text.empty()) return v->text;
+        if (const json::Value* v = reply.find(k); v && !v->text.empty()) return v->text;
     return "";
 }
 
+bool Music::Reply::success() const { return musicSuccess(body); }
+
+std::string Music::Reply::message() const { return musicMessage(body); }
+
 Music::Music(sd::EventLoop& loop, Http& http, MusicSettings settings)
     : m_loop(loop), m_http(http), m_s(std::move(settings)) {
-    m_keyspace = "prom_" + m_s.app;
-    m_lockName = m_keyspace + ".Replicas.PROM_ADMIN";
+    m_keyspace = musicKeyspace(m_s.app);
+    m_lockName = musicLockName(m_s.app);
 }
 
 Music::~Music() {
@@ -76,43 +119,23 @@ void Music::call(const std::string& method, const std::string& path, const std::
                  std::size_t location, std::string firstError) {
     if (location >= m_s.locations.size())
         return done(Error{"no MUSIC location answered " + method + " " + path + ": " + firstError});
-    std::vector<std::string> headers{"Accept: application/json"};
-    if (!m_s.aid.empty()) headers.push_back("aid: " + m_s.aid);
-    if (!m_s.ns.empty()) headers.push_back("ns: " + m_s.ns);
-    if (!m_s.user.empty() && !m_s.password.empty()) {
-        if (m_s.basicAuth) {
-            headers.push_back("Authorization: Basic " + base64::encode(m_s.user + ":" + m_s.password));
-        } else {
-            headers.push_back("userId: " + m_s.user);
-            headers.push_back("password: " + m_s.password);
-        }
-    }
+    std::vector<std::string> headers = musicHeaders(m_s);
     std::string url = m_s.locations[location] + path;
     std::weak_ptr<bool> alive = m_alive;
     m_http.request(method, url, body, headers, m_s.requestTimeout,
                    [=, this](HttpResponse resp) {
                        if (alive.expired()) return;
-                       std::string why;
                        Reply r;
                        r.status = resp.status;
-                       if (resp.curl != CURLE_OK || resp.status >= 500 || resp.status == 0) {
-                           why = resp.describe();
-                       } else {
-                           auto parsed = json::parse(resp.body);
-                           if (auto* e = std::get_if<json::SyntaxError>(&parsed))
-                               why = "HTTP " + std::to_string(resp.status) + " with a body that is not JSON (" + e->message +
-                                     "): " + resp.body.substr(0, 120);
-                           else if (std::get<json::Value>(parsed).type != json::Type::Object)
-                               why = "HTTP " + std::to_string(resp.status) + " with a JSON body that is not an object";
-                           else
-                               r.body = std::get<json::Value>(std::move(parsed));
-                       }
-                       if (!why.empty()) {
+                       auto reply = musicReplyBody(resp);
+                       if (!reply) {
+                           const std::string& why = reply.error().message;
                            // The next location, as PROM does for any failure of this one.
                            log::warning("MUSIC " + url + ": " + why);
                            call(method, path, body, done, location + 1, firstError.empty() ? why : firstError);
                            return;
                        }
+                       r.body = std::move(*reply);
                        done(std::move(r));
                    });
 }
@@ -315,10 +338,8 @@ void Music::readLeader(std::function<void(Result<core::LeaderRead>)> done) {
 void Music::readHead(std::function<void(Result<core::LeaderRead>)> done) {
     call("GET", "/locks/enquire/" + m_lockName, "", [this, done](Result<Reply> r) {
         if (!r) return done(r.error());
-        const json::Value* lock = r->body.find("lock");
-        std::string holder = lock ? str(lock->find("lock-holder")) : "";
-        if (!r->success() && !lock) return done(core::LeaderRead{{}, ++m_revision});  // 3.2.40: empty queue
-        if (noHolder(holder)) return done(core::LeaderRead{{}, ++m_revision});
+        std::string holder = musicLockHolder(r->body);
+        if (holder.empty()) return done(core::LeaderRead{{}, ++m_revision});
         if (holder == m_ref) {
             if (m_holding) return done(core::LeaderRead{selfKey(), ++m_revision});
             // At the head of the queue: acquire (PROM's isActiveLockHolder) and say so in our row.

@@ -41,6 +41,24 @@ struct MusicSettings {
 std::string musicBaseUrl(const std::string& location, std::int64_t version);
 /** The fencing token of a lock reference: its trailing number (0 if none). */
 std::int64_t musicToken(const std::string& lockRef);
+/** PROM's keyspace of an app: prom_APP. */
+std::string musicKeyspace(const std::string& app);
+/** PROM 1.0.6's lock, on the PROM_ADMIN row: prom_APP.Replicas.PROM_ADMIN (its queue's head is the active). */
+std::string musicLockName(const std::string& app);
+/** The headers of every call, as PROM sends them: Accept, aid and ns if set, the credentials. */
+std::vector<std::string> musicHeaders(const MusicSettings& s);
+/** A reply's JSON object, or why this location's answer is no answer (transport error, 5xx,
+ *  not a JSON object): then the next location is asked, as PROM does. */
+Result<json::Value> musicReplyBody(const HttpResponse& resp);
+/** MUSIC's "status": "SUCCESS" in a reply. */
+bool musicSuccess(const json::Value& reply);
+/** A reply's explanation: its message, error or Exception field ("" if none). */
+std::string musicMessage(const json::Value& reply);
+/** A row's cell or a reply's field as text: a string, a number's digits, true/false; else "". */
+std::string musicText(const json::Value* v);
+/** The lock reference at the head of the queue in an enquire reply; "" when there is none
+ *  (each MUSIC version says so its own way). */
+std::string musicLockHolder(const json::Value& enquireReply);
 
 class Music : public Store {
 public:

@@ -10,6 +10,8 @@ to misbehave (down, slow, HTTP 500, garbage, HTML, empty, truncated, no "status"
     GET  http://127.0.0.1:PC/state   the rows and lock queues, as JSON
     GET  http://127.0.0.1:PC/journal every row write (the row after it, with the heads of the lock
                                      queues then) and every lock release, with wall-clock times
+    GET  http://127.0.0.1:PC/calls   the requests each port answered, counted by "METHOD path"
+                                     (without the query): what a client given one port did
 """
 import argparse
 import base64
@@ -22,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOCK = threading.Lock()
 STATE = {"keyspaces": {}, "locks": {}, "seq": {}, "requests": 0}
 FAULTS = {}
+CALLS = {}  # port -> {"METHOD /path": count}
 AUTH = {}
 # What peers could have seen between two polls: a row state that lasts a few milliseconds
 # (a heartbeat of 0, a released lock reference written back) is in here.
@@ -100,9 +103,11 @@ class Handler(BaseHTTPRequestHandler):
             return
         if fault.get("mode") == "slow":
             time.sleep(fault.get("delay_ms", 5000) / 1000)
+        url = urllib.parse.urlsplit(self.path)
         with LOCK:
             STATE["requests"] += 1
-        url = urllib.parse.urlsplit(self.path)
+            calls = CALLS.setdefault(str(port), {})
+            calls[f"{method} {url.path}"] = calls.get(f"{method} {url.path}", 0) + 1
         # Blank values are kept: rows?lockref= asks for the rows whose lockref is "".
         query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         parts = [urllib.parse.unquote(p) for p in url.path.split("/") if p]
@@ -244,7 +249,7 @@ class Control(BaseHTTPRequestHandler):
 
     def do_GET(self):
         with LOCK:
-            data = json.dumps(JOURNAL if self.path == "/journal" else STATE).encode()
+            data = json.dumps(JOURNAL if self.path == "/journal" else CALLS if self.path == "/calls" else STATE).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
