@@ -47,7 +47,7 @@ int verdict(const ClusterView& v, const config::Config& c, std::string& summary)
     }
     if (v.leader.empty()) return summary = "no active replica", kExitNoActive;
     if (!v.up.count(v.leader))
-        return summary = "no active replica: the leader key names " + clean(v.leader) + ", whose member key is gone",
+        return summary = "no active replica: the leader " + clean(v.leader) + " is down (not alive in the store)",
                kExitNoActive;
     if (roleOf(v, v.leader) != "active")
         return summary = "no active replica yet: the leader " + clean(v.leader) + " is " + clean(roleOf(v, v.leader)),
@@ -232,8 +232,8 @@ int clusterStatus(const config::Config& c, Millis timeout, bool asJson, const st
         auto dash = [&](const std::string& s) { return up && !s.empty() ? clean(s) : std::string("-"); };
         std::printf("%-10s %-10s %-16s %-8s %-8s %-19s %-6s %-6s %-8s %-10s %s\n", clean(id).c_str(),
                     clean(view ? roleOf(*view, id) : "?").c_str(), dash(m.host).c_str(),
-                    up && m.pid ? std::to_string(m.pid).c_str() : "-", up && m.token ? std::to_string(m.token).c_str() : "-",
-                    up ? since(m.sinceUsec).c_str() : "-", dash(m.mode).c_str(), up ? (m.paused ? "yes" : "no") : "-",
+                    up && m.pid ? std::to_string(m.pid).c_str() : "-", up ? std::to_string(m.token).c_str() : "-",
+                    up ? since(m.sinceUsec).c_str() : "-", dash(m.mode).c_str(), up && view->hasControl ? (m.paused ? "yes" : "no") : "-",
                     dash(m.version).c_str(), clean(localRole).c_str(), fitLastColumn(clean(lastError), 111).c_str());
     }
     std::fprintf(code ? stderr : stdout, "%s\n", summary.c_str());

@@ -6,10 +6,12 @@ passive that already withdrew the active's epoch causes no takeover; the same da
 with the real key does (control: the test can fail)."""
 import hashlib
 import hmac
+import json
 import os
 import socket
 import statistics
 import struct
+import subprocess
 import time
 
 from harness import Test, free_port, log
@@ -89,6 +91,19 @@ with Test("fast-mode") as t:
     # Support 400 ms + a guarded delete and a campaign on etcd + ensure-active: well under 1 s
     # (the lease path needs TTL 2 s + up to 0.5 s). CI machines are loaded: 0.8 s bound.
     assert max(gaps) < 0.8, f"fast takeover took {max(gaps):.3f} s"
+    # promctl -c reads a fast key ("HOLDER\nmode=fast") as the daemons do: one active, mode fast.
+    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
+    deadline = time.monotonic() + 5
+    while True:
+        r = subprocess.run([promctl, "--bus", "session", "-c", c.conf(new), "status", "--json"], capture_output=True,
+                           text=True, timeout=30, env={k: v for k, v in os.environ.items() if "DBUS" not in k})
+        doc = json.loads(r.stdout)
+        if doc["exit"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    log(f"promctl -c status in fast mode: exit {doc['exit']}, leader {doc.get('leader')}")
+    assert doc["exit"] == 0 and [doc["leader"]] == c.actives(), (doc, c.actives())
+    assert all(x["mode"] == "fast" for x in doc["replicas"] if x["role"] != "down"), doc
     c.check_history()
     c.stop()
 
