@@ -171,6 +171,9 @@ void Election::learnLeader(const LeaderKey& key) {
     m_leader = key;
     m_leaderKnown = true;
     if (key.exists) {
+        // Whoever took over, the wait for a switchover's target is over: if this key goes
+        // too, it is an ordinary failover.
+        m_deferUntil.reset();
         // Fencing tokens seen by this replica never go backwards (a stale member may answer).
         m_token = std::max(m_token, key.createRevision);
         if (m_p.fast) {
@@ -520,9 +523,9 @@ void Election::on(const WatchEvent& e) {
         // before they campaign too (in case it is dead).
         if (m_leader.handoverTo == m_p.self) {
             m_handoverToMe = true;
-            m_noCampaignUntil.reset();
+            m_deferUntil.reset();
         } else {
-            m_noCampaignUntil = m_now + m_p.requestedTtl;
+            m_deferUntil = m_now + m_p.requestedTtl;
         }
     }
     if (auto t = heldToken()) {
@@ -724,7 +727,7 @@ void Election::driveLeaderKey() {
     const bool leaseFresh = held && m_now < held->lastAckSent + held->ttl - m_p.demoteMargin;
     const bool mayCampaign = !m_p.witness && m_role == Role::Passive && std::holds_alternative<NotLeader>(m_leadership) && leaseFresh &&
                              m_leaderKnown && !m_leader.exists && !m_readWanted && !paused() && !m_stopping &&
-                             due(m_noCampaignUntil) && (!m_p.startPassive || m_seenOtherActive) && peersSettled();
+                             due(m_noCampaignUntil) && due(m_deferUntil) && (!m_p.startPassive || m_seenOtherActive) && peersSettled();
     if (mayCampaign) {
         if (!m_campaignAt) m_campaignAt = m_now + (m_handoverToMe ? Duration{0} : m_p.campaignDelay);
         if (m_now >= *m_campaignAt) {
@@ -806,6 +809,7 @@ std::optional<TimePoint> Election::nextWakeup() const {
     if (auto* h = std::get_if<HandingOver>(&m_leadership)) consider(h->retryAt);
     if (!m_settled) consider(m_startDeadline);
     consider(m_noCampaignUntil);
+    consider(m_deferUntil);
     if (std::holds_alternative<Leading>(m_leadership) && m_role == Role::Active && !m_p.restartablePeers.empty() && !m_members)
         consider(m_membersAt);
     if (m_p.fast) {
@@ -878,7 +882,7 @@ void Election::driveFast() {
     if (m_p.witness || m_takeover || m_stopping || paused() || m_readWanted || !m_leaderKnown) return;
     if (!m_leader.exists || !m_leader.fast || m_leader.holder == m_p.self) return;
     if (m_role != Role::Passive || !std::holds_alternative<NotLeader>(m_leadership)) return;
-    if (m_noCampaignUntil && m_now < *m_noCampaignUntil) return;
+    if ((m_noCampaignUntil && m_now < *m_noCampaignUntil) || (m_deferUntil && m_now < *m_deferUntil)) return;
     if (m_p.startPassive && !m_seenOtherActive) return;
     auto* held = std::get_if<LeaseHeld>(&m_lease);
     if (!held || m_now >= held->lastAckSent + held->ttl - m_p.demoteMargin) return;  // could not campaign after

@@ -475,7 +475,8 @@ private:
     std::optional<TimePoint> m_readRetryAt;
     RequestId m_watch = 0;  ///< open watch, 0 = none
     std::optional<TimePoint> m_campaignAt;
-    std::optional<TimePoint> m_noCampaignUntil;
+    std::optional<TimePoint> m_noCampaignUntil;  ///< this replica resigned: others go first
+    std::optional<TimePoint> m_deferUntil;       ///< a switchover named another: it goes first
     bool m_seenOtherActive = false;
     bool m_handoverToMe = false;  ///< the last active named this replica
     std::optional<std::int64_t> m_resignedToken;  ///< highest token this replica gave up by deleting its key

@@ -20,7 +20,9 @@ using Millis = std::chrono::milliseconds;
 
 /** How long switchover and resign wait for the new active at least (its ensure-active runs). */
 constexpr Millis kMinWait{15000};
-constexpr Millis kPoll{100};
+/** Polls of a wait start fast (a switchover takes tens of ms plus ensure-active) and back off. */
+constexpr Millis kFirstPoll{10};
+constexpr Millis kPoll{200};
 
 bool known(const config::Config& c, const std::string& id) {
     return std::find(c.replicas.begin(), c.replicas.end(), id) != c.replicas.end();
@@ -134,8 +136,8 @@ Result<ClusterView> readOrSay(EtcdSession& s, const config::Config& c) {
 /** Waits for an active other than from with a newer token, after its ensure-active. */
 int awaitNewActive(EtcdSession& s, const config::Config& c, Request& req, const std::string& what, const std::string& from,
                    std::int64_t token, const std::string& target) {
-    while (!req.expired()) {
-        s.pause(kPoll);
+    for (Millis poll = kFirstPoll; !req.expired(); poll = std::min(poll * 2, kPoll)) {
+        s.pause(poll);
         auto v = readCluster(s, c);
         if (!v) continue;  // a store blip while waiting: the deadline decides
         if (refused(*v, req, what)) return kExitFailed;
@@ -343,7 +345,7 @@ int clusterPause(const config::Config& c, bool pause, bool cluster, const std::s
                 for (const auto& [id, m] : now->up)
                     if (pause && !m.paused) waiting.insert(id);
             if ((now && waiting.empty()) || sd::EventLoop::now() - start >= wait) break;
-            s.pause(kPoll);
+            s.pause(kFirstPoll * 5);
         }
         std::printf("cluster %s (control/pause in the store)%s\n", pause ? "paused: no takeover, no demotion on failed checks"
                                                                           : "resumed",
@@ -363,13 +365,18 @@ int clusterPause(const config::Config& c, bool pause, bool cluster, const std::s
         std::fprintf(stderr, "promctl: writing the request failed: %s\n", clean(sent.error().message).c_str());
         return kExitStoreUnavailable;
     }
-    while (!req.expired()) {
-        s.pause(kPoll);
+    for (Millis poll = kFirstPoll; !req.expired(); poll = std::min(poll * 2, kPoll)) {
+        s.pause(poll);
         auto now = readCluster(s, c);
         if (!now) continue;
         if (refused(*now, req, what)) return kExitFailed;
-        if (now->control.replies.count(req.id())) {
-            std::printf("%s: done (replica %s)\n", what, clean(replica).c_str());
+        // Done when the replica answered and its member key shows it (a resumed replica stays
+        // paused while the cluster is).
+        auto m = now->up.find(replica);
+        const bool shown = m != now->up.end() && m->second.paused == (pause || now->control.pause.paused);
+        if (now->control.replies.count(req.id()) && shown) {
+            std::printf("%s: done (replica %s%s)\n", what, clean(replica).c_str(),
+                        !pause && now->control.pause.paused ? ", still paused by the cluster pause" : "");
             return 0;
         }
     }

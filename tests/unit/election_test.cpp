@@ -705,6 +705,25 @@ TEST(Switchover, TheTargetCampaignsAtOnceAndTheOthersGiveItOneTtl) {
     EXPECT_EQ(bystander.countSinceMark<Campaign>(), 1);
 }
 
+TEST(Switchover, OnceTheTargetTookOverTheOthersNoLongerWaitForIt) {
+    // promctl switchover 1, then promctl resign: the bystander's one-TTL wait for the target
+    // ended when the target's key appeared; the target's resign is a plain failover.
+    auto b = Sim::defaults();
+    b.self = "2";
+    Sim bystander(b);
+    bystander.toPassive(other(5, "0"));
+    LeaderKey handing = other(5, "0");
+    handing.handoverTo = "1";
+    bystander.feed(WatchEvent{handing, 9});
+    bystander.feed(WatchEvent{{}, 10});
+    bystander.feed(WatchEvent{other(11, "1"), 11});  // the target took over
+    bystander.ackKeepalives(100ms);
+    bystander.mark();
+    bystander.feed(WatchEvent{{}, 12});  // and resigned
+    bystander.ackKeepalives(500ms);
+    EXPECT_EQ(bystander.countSinceMark<Campaign>(), 1) << "waited for a target that already took over and left";
+}
+
 TEST(Switchover, TheActiveRunsEnsurePassiveThenMarksThenDeletes) {
     Sim s;
     s.toActive(5);
