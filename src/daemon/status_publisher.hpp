@@ -37,6 +37,8 @@ public:
 
 private:
     void push();
+    /** Sets LastError (sanitised) and its time: kept while the text repeats, 0 when cleared. */
+    void setError(const std::string& message);
 
     StatusSinks m_sinks;
     Status m_status;

@@ -195,6 +195,53 @@ TEST(StatusPublisher, StoreRecoveryClearsOnlyTheStoresError) {
     EXPECT_EQ(p.status().lastError, "ensure-active failed (1/3): exit 1");
 }
 
+// LastErrorUSec says since when the error has stood: a repetition of the same text during an
+// outage keeps the first time, a new text gets its own, recovery clears both.
+TEST(StatusPublisher, LastErrorTimeIsTheFirstOccurrenceOfItsTextAndZeroWhenCleared) {
+    std::uint64_t now = 1000;
+    std::vector<daemon::Status> pushed;
+    daemon::StatusSinks sinks;
+    sinks.properties = [&](const daemon::Status& s) { pushed.push_back(s); };
+    sinks.realtimeUsec = [&] { return now; };
+    daemon::StatusPublisher p(sinks);
+    EXPECT_EQ(p.status().lastErrorUSec, 0u);
+
+    p.storeHealth(false, "etcd: connection refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 1000u);
+    now = 2000;
+    p.storeHealth(false, "etcd: connection refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 1000u) << "a repeated error keeps the time it began";
+    now = 3000;
+    p.storeHealth(false, "etcd: timed out");
+    EXPECT_EQ(p.status().lastErrorUSec, 3000u) << "a new text is a new error";
+    ASSERT_FALSE(pushed.empty());
+    EXPECT_EQ(pushed.back().lastErrorUSec, 3000u) << "the time reaches the D-Bus properties";
+    now = 4000;
+    p.storeHealth(true, "");
+    EXPECT_EQ(p.status().lastError, "");
+    EXPECT_EQ(p.status().lastErrorUSec, 0u);
+    EXPECT_EQ(pushed.back().lastErrorUSec, 0u);
+
+    // The same for errors from the core (actions), which recovery of the store does not clear.
+    now = 5000;
+    p.apply(core::PublishError{"ensure-active failed (1/3): exit 1"});
+    EXPECT_EQ(p.status().lastErrorUSec, 5000u);
+    now = 6000;
+    p.apply(core::PublishError{"ensure-active failed (1/3): exit 1"});
+    EXPECT_EQ(p.status().lastErrorUSec, 5000u);
+    p.storeHealth(true, "");
+    EXPECT_EQ(p.status().lastErrorUSec, 5000u);
+    now = 7000;
+    p.apply(core::PublishError{"ensure-active failed (2/3): exit 1"});
+    EXPECT_EQ(p.status().lastErrorUSec, 7000u);
+    // A store error after an action error is a new text, then its recovery clears it.
+    now = 8000;
+    p.storeHealth(false, "etcd: connection refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 8000u);
+    p.storeHealth(true, "");
+    EXPECT_EQ(p.status().lastErrorUSec, 0u);
+}
+
 TEST(StoreDriver, AnOutageIsLoggedOnceThenSummarisedNotLineByLine) {
     StoreFixture f;
     testing::internal::CaptureStderr();
