@@ -24,9 +24,16 @@ void StatusPublisher::setError(const std::string& message) {
 }
 
 void StatusPublisher::storeHealth(bool healthy, const std::string& error) {
+    const bool sameOutage = !healthy && !m_status.storeHealthy && m_storeError;
     m_status.storeHealthy = healthy;
     if (!healthy) {
+        // One outage is one error: its requests fail in turn, each naming itself ("etcd kv/range
+        // failed ...", "etcd lease/keepalive failed ...", twice a second with etcd down), and a
+        // time that followed the text would make every outage look a second old. The text shows
+        // the latest failure, the time when the store stopped answering.
+        const std::uint64_t outageSince = m_status.lastErrorUSec;
         setError(error);
+        if (sameOutage && outageSince != 0 && !m_status.lastError.empty()) m_status.lastErrorUSec = outageSince;
         m_storeError = true;
     } else if (m_storeError) {
         setError("");
