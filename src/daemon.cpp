@@ -10,6 +10,7 @@
 #include <deque>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "actions/unit_runner.hpp"
@@ -19,6 +20,7 @@
 #include "daemon/action_driver.hpp"
 #include "daemon/status_publisher.hpp"
 #include "daemon/store_driver.hpp"
+#include "daemon/store_settings.hpp"
 #include "http/server.hpp"
 #include "prom/version.hpp"
 #include "peer/transport.hpp"
@@ -124,54 +126,36 @@ PersistedLease parseLeaseFile(const std::string& text) {
     return p;
 }
 
+std::string hostname() {
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) != 0) return "";
+    return name;
+}
+
 class Daemon {
 public:
     Daemon(const DaemonOptions& o, config::Config c)
         : m_options(o),
           m_config(std::move(c)),
-          m_http(m_loop, store::HttpOptions{m_config.store.connectTimeout, m_config.store.caFile, m_config.store.certFile,
-                                            m_config.store.keyFile}),
+          m_http(m_loop, daemon::httpOptions(m_config)),
           m_runner(m_loop),
           m_election(paramsFor(m_config, o.id, o.startPassive)),
           m_runtimeDir(runtimeDirectory(o.id)),
           m_fence({m_runtimeDir + "/fence", sd::Fence::armedPathFor(o.id), o.id, m_config.appName, m_config.actions.timeout}),
           m_status(statusSinks()) {
         const bool music = m_config.store.backend == config::Backend::Music;
-        if (music) {
-            store::MusicSettings ms;
-            for (const auto& l : m_config.store.endpoints) ms.locations.push_back(store::musicBaseUrl(l, m_config.store.musicVersion));
-            ms.app = m_config.appName;
-            ms.self = o.id;
-            ms.replicas = m_config.replicas;
-            ms.aid = m_config.store.aid;
-            ms.ns = m_config.store.ns;
-            ms.user = m_config.store.userid;
-            if (!ms.user.empty()) ms.password = config::storePassword(m_config.store);
-            ms.basicAuth = m_config.store.musicBasicAuth;
-            // PROM: music-connection-timeout-ms is the connect and the read timeout.
-            ms.requestTimeout = m_config.store.connectTimeout;
-            ms.peerTimeout = m_config.election.timeout;
-            ms.pollInterval = m_config.election.monitorInterval;
-            m_store = std::make_unique<store::Music>(m_loop, m_http, ms);
-        } else {
-            store::EtcdSettings es;
-            es.endpoints = m_config.store.endpoints;
-            es.prefix = m_config.store.prefix;
-            es.app = m_config.appName;
-            es.self = o.id;
-            es.user = m_config.store.userid;
-            if (!es.user.empty()) es.password = config::storePassword(m_config.store);
-            auto ttl = core::Duration(config::leaseTtlSeconds(m_config.election) * 1000);
-            es.requestTimeout = std::clamp<std::chrono::milliseconds>(ttl / 3, 500ms, 2000ms);
-            es.leaseTtl = ttl;  // bounds the TTL a store may report for a resumed lease too
-            m_store = std::make_unique<store::Etcd>(m_loop, m_http, es);
-        }
+        if (music)
+            m_store = std::make_unique<store::Music>(m_loop, m_http, daemon::musicSettings(m_config, o.id));
+        else
+            m_store = std::make_unique<store::Etcd>(m_loop, m_http, daemon::etcdSettings(m_config, o.id));
         auto feed = [this](core::Event e) { this->feed(std::move(e)); };
         m_storeDriver = std::make_unique<daemon::StoreDriver>(
             *m_store, music ? "MUSIC" : "etcd", feed, [] { return sd::EventLoop::now(); },
             [this](bool healthy, const std::string& error) { m_status.storeHealth(healthy, error); });
         m_actionDriver = std::make_unique<daemon::ActionDriver>(
             m_runner, m_config, o.id, feed, [this](unsigned long long usec) { m_notifier.extendTimeout(usec); });
+        m_storeDriver->describeMember([this] { return memberInfo(); });
+        m_store->onControl([this](const store::ControlState& c) { onControl(c); });
         // Metrics (/metrics): store round trips and action runs.
         m_storeDriver->observeLatency([this](core::Duration d) { m_counters.storeReply(std::chrono::duration<double>(d).count()); });
         m_actionDriver->observe([] { return sd::EventLoop::now(); }, [this](const std::string& name, bool ok, core::Duration took) {
@@ -345,32 +329,86 @@ private:
         m_notifier.ready();
     }
 
+    // The operator's requests, from D-Bus or (promctl -c, any node) from the store.
+    api::Verdict switchover(const std::string& target) {
+        switch (m_election.canSwitchover(target, m_config.replicas)) {
+            case core::RequestResult::NotActive: return notActive();
+            case core::RequestResult::InvalidArgs:
+                return {api::kErrorInvalidArgs, "\"" + target + "\" is not another replica of " + m_config.appName};
+            case core::RequestResult::Accepted: break;
+        }
+        if (!m_storeDriver->healthy())
+            return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
+        feed(core::SwitchoverRequest{target});
+        return {};
+    }
+
+    api::Verdict resign() {
+        if (m_election.canResign() != core::RequestResult::Accepted) return notActive();
+        if (!m_storeDriver->healthy())
+            return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
+        feed(core::ResignRequest{});
+        return {};
+    }
+
+    api::Verdict pause(bool pause) {
+        feed(core::PauseRequest{pause});
+        return {};
+    }
+
     api::ReplicaHandlers handlers() {
         api::ReplicaHandlers h;
-        h.switchover = [this](const std::string& target) -> api::Verdict {
-            switch (m_election.canSwitchover(target, m_config.replicas)) {
-                case core::RequestResult::NotActive: return notActive();
-                case core::RequestResult::InvalidArgs:
-                    return {api::kErrorInvalidArgs, "\"" + target + "\" is not another replica of " + m_config.appName};
-                case core::RequestResult::Accepted: break;
-            }
-            if (!m_storeDriver->healthy())
-                return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
-            feed(core::SwitchoverRequest{target});
-            return {};
-        };
-        h.resign = [this]() -> api::Verdict {
-            if (m_election.canResign() != core::RequestResult::Accepted) return notActive();
-            if (!m_storeDriver->healthy())
-                return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
-            feed(core::ResignRequest{});
-            return {};
-        };
-        h.pause = [this](bool pause) -> api::Verdict {
-            feed(core::PauseRequest{pause});
-            return {};
-        };
+        h.switchover = [this](const std::string& target) { return switchover(target); };
+        h.resign = [this] { return resign(); };
+        h.pause = [this](bool p) { return pause(p); };
         return h;
+    }
+
+    /** What the member key tells operators on other nodes (promctl -c status). */
+    store::MemberInfo memberInfo() const {
+        store::MemberInfo m;
+        m.id = m_options.id;
+        m.host = m_hostname;
+        m.pid = getpid();
+        m.role = core::toString(m_election.role());
+        m.token = m_election.token();
+        m.sinceUsec = m_status.status().lastTransitionUSec;
+        m.version = kVersion;
+        m.mode = m_config.election.mode == config::ElectionSettings::Mode::Fast ? "fast" : "lease";
+        m.paused = m_election.paused();
+        m.lastError = m_status.status().lastError;
+        return m;
+    }
+
+    /** The store's control keys changed (etcd): the cluster pause, and requests for us. */
+    void onControl(const store::ControlState& c) {
+        if (c.pause.paused != m_election.clusterPaused()) {
+            if (c.pause.paused)
+                log::notice("cluster paused" + (c.pause.by.empty() ? std::string() : " by " + c.pause.by) +
+                            " (control/pause in the store): no takeover, no demotion on failed checks");
+            else
+                log::notice("cluster pause ended");
+            feed(core::PauseRequest{c.pause.paused, true});
+        }
+        for (auto it = m_answered.begin(); it != m_answered.end();)
+            it = c.requests.count(*it) ? std::next(it) : m_answered.erase(it);
+        for (const auto& [id, r] : c.requests) {
+            if (m_answered.count(id)) continue;
+            const bool forUs = r.op == store::ControlOp::Pause || r.op == store::ControlOp::Resume
+                                   ? r.target == m_options.id
+                                   : m_election.holdsLeadership() && m_election.token() == r.token;
+            if (!forUs) continue;
+            m_answered.insert(id);
+            const std::string what = std::string(store::toString(r.op)) + (r.target.empty() ? "" : " " + r.target);
+            log::notice("request " + id + " from " + (r.by.empty() ? "?" : r.by) + " through the store: " + what);
+            api::Verdict v = r.op == store::ControlOp::Switchover ? switchover(r.target)
+                             : r.op == store::ControlOp::Resign   ? resign()
+                                                                  : pause(r.op == store::ControlOp::Pause);
+            if (!v.errorName.empty()) log::warning("request " + id + " refused: " + v.message);
+            m_store->answerRequest(r, store::ControlReply{id, v.errorName.empty(), v.message}, [id](Result<Ok> done) {
+                if (!done) log::warning("answering request " + id + " failed: " + done.error().message);
+            });
+        }
     }
 
     api::Verdict notActive() const {
@@ -415,6 +453,7 @@ private:
         }
         m_feeding = false;
         m_status.refresh(m_election);
+        m_storeDriver->memberChanged();
         if (auto next = m_election.nextWakeup())
             m_wake = m_loop.addTimer(*next, [this] { feed(core::Tick{}); });
         else
@@ -470,6 +509,8 @@ private:
     bool m_feeding = false;
     bool m_stopping = false;
     int m_lockFd = -1;
+    std::string m_hostname = hostname();
+    std::set<std::string> m_answered;  ///< store requests carried out, until their key goes
     http::Counters m_counters;
     std::unique_ptr<http::Server> m_httpServer;  // last: destroyed first, before the loop it uses
 };

@@ -23,7 +23,8 @@
 
 #include "common/json.hpp"
 #include "config/config.hpp"
-#include "ctl/cluster_view.hpp"
+#include "ctl/cluster_commands.hpp"
+#include "ctl/output.hpp"
 
 namespace {
 
@@ -31,9 +32,12 @@ constexpr const char* kInterface = "org.prom.Prom1.Replica";
 constexpr const char* kPath = "/org/prom/Prom1";
 constexpr const char* kPrefix = "org.prom.Prom1.Replica_";
 
-constexpr int kExitNoActive = 3;
-constexpr int kExitStoreUnavailable = 4;
-constexpr int kExitSeveralActives = 6;
+using prom::ctl::clean;
+using prom::ctl::fitLastColumn;
+using prom::ctl::kExitNoActive;
+using prom::ctl::kExitSeveralActives;
+using prom::ctl::kExitStoreUnavailable;
+using prom::ctl::since;
 
 using Millis = std::chrono::milliseconds;
 
@@ -57,51 +61,6 @@ struct Instance {
     std::string id() const;
 };
 
-// Everything printed that came from a daemon (and through it from the store) goes through
-// here: control characters, C1 controls and invalid UTF-8 become \xNN, so a crafted leader key
-// or error message cannot drive the terminal (escape sequences) or fake table rows.
-std::string clean(const std::string& s) {
-    std::string out;
-    auto hex = [&](unsigned char ch) {
-        char buf[8];
-        std::snprintf(buf, sizeof buf, "\\x%02x", ch);
-        out += buf;
-    };
-    for (std::size_t i = 0; i < s.size();) {
-        auto ch = static_cast<unsigned char>(s[i]);
-        if (ch < 0x80) {
-            if (ch < 0x20 || ch == 0x7f)
-                hex(ch);
-            else if (ch == '\\')
-                out += "\\\\";
-            else
-                out += static_cast<char>(ch);
-            ++i;
-            continue;
-        }
-        std::size_t len = ch >= 0xf0 && ch <= 0xf4 ? 4 : ch >= 0xe0 ? 3 : ch >= 0xc2 && ch < 0xe0 ? 2 : 0;
-        bool valid = len && i + len <= s.size();
-        std::uint32_t cp = valid ? (len == 2 ? ch & 0x1f : len == 3 ? ch & 0x0f : ch & 0x07) : 0;
-        for (std::size_t k = 1; valid && k < len; ++k) {
-            auto c = static_cast<unsigned char>(s[i + k]);
-            valid = (c & 0xc0) == 0x80;
-            cp = (cp << 6) | (c & 0x3f);
-        }
-        // Overlong forms, surrogates, beyond U+10FFFF, and C1 controls (U+0080-U+009F, which
-        // some terminals obey like ESC sequences).
-        valid = valid && !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10ffff)) &&
-                !(cp >= 0xd800 && cp <= 0xdfff) && !(cp >= 0x80 && cp <= 0x9f);
-        if (!valid) {
-            hex(ch);
-            ++i;
-            continue;
-        }
-        out.append(s, i, len);
-        i += len;
-    }
-    return out;
-}
-
 std::string Instance::id() const {
     if (answered()) return get<std::string>("ReplicaId");
     return bus.substr(std::string(kPrefix).size());
@@ -113,17 +72,21 @@ void usage(std::FILE* to) {
                  "\n"
                  "Commands:\n"
                  "  status [--json] [--watch]\n"
-                 "                      every prom replica daemon on this node: role, leader, token, store\n"
+                 "                      the replicas: role, leader, token, store, pause, last error\n"
                  "  switchover [ID]     hand the active role to replica ID (default: the best passive)\n"
-                 "  resign              give up the active role\n"
-                 "  pause [REPLICA]     stop running actions and campaigning (maintenance)\n"
-                 "  resume [REPLICA]    end a pause\n"
+                 "                      and wait until it is active\n"
+                 "  resign              the active gives up its role; wait for the next active\n"
+                 "  pause [ID|--cluster]\n"
+                 "                      stop campaigning and checks (maintenance); --cluster: every\n"
+                 "                      replica, kept in the store until resume --cluster\n"
+                 "  resume [ID|--cluster]\n"
+                 "                      end a pause\n"
                  "\n"
-                 "With -c CONFIG (the replicas' prom.conf), status reads the store and lists every configured\n"
-                 "replica of the app, down ones included, from any node (--json for scripts), and switchover\n"
-                 "refuses a target that is down or unknown. switchover waits until the new active is there.\n"
-                 "switchover and resign go to the local replica that is active. --timeout (default 2000)\n"
-                 "bounds the wait for each daemon: a frozen one costs one row, not the table.\n"
+                 "With -c CONFIG (the replicas' prom.conf) promctl works from any node through the store:\n"
+                 "status lists every configured replica, down ones included; switchover, resign and pause\n"
+                 "are requests the replica they name carries out, checked (target known, alive, not\n"
+                 "paused) and waited for. Without -c it talks to the daemons on this node over D-Bus.\n"
+                 "--timeout (default 2000) bounds each daemon's or the store's answer.\n"
                  "status exits 0 with exactly one active, 3 with none, 4 when the store is unreachable,\n"
                  "6 with several actives or disagreeing replicas. See promctl(1).\n");
 }
@@ -186,16 +149,6 @@ std::vector<Instance> instances(sdbus::IConnection& conn, Millis timeout) {
     return out;
 }
 
-std::string since(std::uint64_t usec) {
-    if (!usec) return "-";
-    std::time_t t = static_cast<std::time_t>(usec / 1000000);
-    std::tm tm{};
-    localtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    return buf;
-}
-
 /** What the answering daemons say about the active, as an exit status (promctl(1)). */
 int verdict(const std::vector<Instance>& all, std::string& summary) {
     std::vector<const Instance*> answered, healthy;
@@ -223,29 +176,6 @@ int verdict(const std::vector<Instance>& all, std::string& summary) {
     return summary = "active: " + clean(leader), 0;
 }
 
-// On a terminal the last column is cut to the window width, so that a long store error
-// (curl's messages run to 150 characters) does not wrap into the next rows; piped output
-// keeps the whole text for scripts and bug reports.
-std::string fitLastColumn(const std::string& text, std::size_t used) {
-    winsize ws{};
-    if (!isatty(STDOUT_FILENO) || ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) return text;
-    const std::size_t room = ws.ws_col > used + 8 ? ws.ws_col - used : 8;
-    auto isLead = [](char ch) { return (static_cast<unsigned char>(ch) & 0xc0) != 0x80; };  // not a UTF-8 continuation
-    std::size_t chars = 0;
-    for (char ch : text) chars += isLead(ch);
-    if (chars <= room) return text;
-    std::size_t keep = room - 3, seen = 0, i = 0;
-    for (; i < text.size(); ++i)
-        if (isLead(text[i]) && seen++ == keep) break;
-    return text.substr(0, i) + "...";
-}
-
-std::uint64_t realtimeUsec() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
-}
-
 /** An age in the two largest units that matter, like kubectl's AGE: 42s, 3m12s, 5h7m, 2d3h. */
 std::string compactAge(std::uint64_t seconds) {
     struct Unit {
@@ -270,7 +200,7 @@ std::string lastErrorColumn(const Instance& i) {
     std::string error = clean(i.get<std::string>("LastError"));
     const auto errorUsec = i.get<std::uint64_t>("LastErrorUSec");
     if (error.empty() || errorUsec == 0) return error;
-    const std::uint64_t now = realtimeUsec();
+    const std::uint64_t now = prom::ctl::realtimeUsec();
     return "[" + compactAge(now > errorUsec ? (now - errorUsec) / 1000000 : 0) + " ago] " + error;
 }
 
@@ -313,72 +243,24 @@ int status(sdbus::IConnection& conn, Millis timeout) {
     return code;
 }
 
-/** Local daemons by replica id (for the LOCAL column); empty when there is no bus. */
-std::map<std::string, Instance> localInstances(const std::string& bus, Millis timeout, const std::string& app) {
-    std::map<std::string, Instance> out;
+/** Local daemons by replica id (promctl -c status's LOCAL column); empty when there is no bus. */
+std::map<std::string, prom::ctl::LocalDetail> localDetails(const std::string& bus, Millis timeout, const std::string& app) {
+    std::map<std::string, prom::ctl::LocalDetail> out;
     try {
         auto conn = bus == "system" ? sdbus::createSystemBusConnection() : sdbus::createSessionBusConnection();
-        for (auto& i : instances(*conn, timeout))
-            if (!i.answered() || i.get<std::string>("AppName") == app) out[i.id()] = i;
+        for (auto& i : instances(*conn, timeout)) {
+            if (i.answered() && i.get<std::string>("AppName") != app) continue;
+            prom::ctl::LocalDetail d;
+            d.answered = i.answered();
+            d.error = i.error;
+            d.role = i.get<std::string>("Role");
+            d.storeHealthy = i.get<bool>("StoreHealthy");
+            d.lastError = i.get<std::string>("LastError");
+            out[i.id()] = d;
+        }
     } catch (const sdbus::Error&) {
     }
     return out;
-}
-
-/** promctl -c CONFIG status: every configured replica, from the store (promctl(1)). */
-int clusterStatus(const prom::config::Config& c, const std::string& bus, Millis timeout, bool asJson) {
-    auto view = prom::ctl::readCluster(c, prom::config::storePassword(c.store), timeout);
-    auto local = localInstances(bus, timeout, c.appName);
-    auto roleOf = [&](const std::string& id) -> std::string {
-        if (!view) return "?";
-        if (!view->up.count(id)) return "down";
-        return id == view->leader ? "active" : "passive";
-    };
-    int code = !view ? kExitStoreUnavailable : (view->leader.empty() || !view->up.count(view->leader)) ? kExitNoActive : 0;
-    if (asJson) {
-        using prom::json::quote;
-        std::string out = "{\"app\":" + quote(c.appName) + ",\"store\":" + quote(view ? "ok" : "unreachable");
-        if (!view) out += ",\"error\":" + quote(view.error().message);
-        else out += ",\"leader\":" + quote(view->leader) + ",\"token\":" + std::to_string(view->token);
-        out += ",\"replicas\":[";
-        for (std::size_t k = 0; k < c.replicas.size(); ++k) {
-            const auto& id = c.replicas[k];
-            out += std::string(k ? "," : "") + "{\"id\":" + quote(id) + ",\"role\":" + quote(roleOf(id));
-            if (auto it = local.find(id); it != local.end()) {
-                const Instance& i = it->second;
-                out += ",\"local\":{\"answered\":" + std::string(i.answered() ? "true" : "false");
-                if (i.answered())
-                    out += ",\"role\":" + quote(i.get<std::string>("Role")) + ",\"store_healthy\":" +
-                           (i.get<bool>("StoreHealthy") ? "true" : "false") + ",\"paused\":" + (i.get<bool>("Paused") ? "true" : "false") +
-                           ",\"last_error\":" + quote(i.get<std::string>("LastError"));
-                out += "}";
-            }
-            out += "}";
-        }
-        out += "],\"exit\":" + std::to_string(code) + "}";
-        std::printf("%s\n", out.c_str());
-        return code;
-    }
-    if (view)
-        std::printf("app %s, store %s, leader %s, token %lld\n", clean(c.appName).c_str(), clean(view->endpoint).c_str(),
-                    view->leader.empty() ? "none" : clean(view->leader).c_str(), static_cast<long long>(view->token));
-    else
-        std::printf("app %s, store unreachable: %s\n", clean(c.appName).c_str(), clean(view.error().message).c_str());
-    std::printf("%-10s %-8s %-12s %s\n", "REPLICA", "ROLE", "LOCAL-ROLE", "LAST-ERROR");
-    for (const auto& id : c.replicas) {
-        std::string localRole = "-", lastError;
-        if (auto it = local.find(id); it != local.end()) {
-            localRole = it->second.answered() ? clean(it->second.get<std::string>("Role")) : "NO-REPLY";
-            lastError = it->second.answered() ? clean(it->second.get<std::string>("LastError")) : clean(it->second.error);
-        }
-        std::printf("%-10s %-8s %-12s %s\n", clean(id).c_str(), roleOf(id).c_str(), localRole.c_str(),
-                    fitLastColumn(lastError, 32).c_str());
-    }
-    std::fprintf(code ? stderr : stdout, "%s\n",
-                 code == 0 ? ("active: " + clean(view->leader)).c_str()
-                 : code == kExitNoActive ? "no active replica"
-                                         : "the store is unreachable");
-    return code;
 }
 
 volatile std::sig_atomic_t g_interrupted = 0;
@@ -447,42 +329,53 @@ int main(int argc, char** argv) {
     if (optind >= argc || (bus != "system" && bus != "session")) return usage(stderr), 64;
     std::string cmd = argv[optind];
     std::vector<std::string> rest(argv + optind + 1, argv + argc);
-    bool watch = false;
-    if (cmd == "status") {
-        // promctl status [--json] [--watch] (DESIGN, promctl(1)): options after the command too.
-        for (const auto& r : rest) {
-            if (r == "--json") asJson = true;
-            else if (r == "--watch" || r == "-w") watch = true;
-            else return usage(stderr), 64;
-        }
-        rest.clear();
+    bool watch = false, cluster = false;
+    // Options after the command too, as DESIGN and promctl(1) write them.
+    std::vector<std::string> args;
+    for (const auto& r : rest) {
+        if (cmd == "status" && r == "--json") asJson = true;
+        else if (cmd == "status" && (r == "--watch" || r == "-w")) watch = true;
+        else if ((cmd == "pause" || cmd == "resume") && r == "--cluster") cluster = true;
+        else if (!r.empty() && r[0] == '-') return usage(stderr), 64;
+        else args.push_back(r);
     }
-    if (rest.size() > 1) return usage(stderr), 64;
-    std::string arg = rest.empty() ? "" : rest.front();
-    std::optional<prom::config::Config> config;
+    if (args.size() > (cmd == "status" || cmd == "resign" ? 0u : 1u)) return usage(stderr), 64;
+    if (cluster && !args.empty()) return usage(stderr), 64;
+    std::string arg = args.empty() ? "" : args.front();
     if (!configPath.empty()) {
         auto loaded = prom::config::load(configPath, "", prom::config::HostChecks::Skip);
         for (const auto& d : loaded.diagnostics)
             if (!loaded.config) std::fprintf(stderr, "%s\n", clean(d.format()).c_str());
         if (!loaded.config) return 78;
-        config = std::move(*loaded.config);
-        if (cmd == "status") return repeat(watch, asJson, [&] { return clusterStatus(*config, bus, timeout, asJson); });
-        if (cmd == "switchover" && !arg.empty()) {
-            if (std::find(config->replicas.begin(), config->replicas.end(), arg) == config->replicas.end()) {
-                std::fprintf(stderr, "promctl: %s is not a replica of %s\n", clean(arg).c_str(), clean(config->appName).c_str());
-                return 2;
-            }
-            auto view = prom::ctl::readCluster(*config, prom::config::storePassword(config->store), timeout);
-            if (!view) {
-                std::fprintf(stderr, "promctl: the store is unreachable: %s\n", clean(view.error().message).c_str());
-                return kExitStoreUnavailable;
-            }
-            if (!view->up.count(arg)) {
-                std::fprintf(stderr, "promctl: replica %s is down (no member key in the store): not switching over to it\n",
-                             clean(arg).c_str());
-                return 2;
-            }
+        const prom::config::Config& config = *loaded.config;
+        if (cmd == "status")
+            return repeat(watch, asJson, [&] {
+                return prom::ctl::clusterStatus(config, timeout, asJson, localDetails(bus, timeout, config.appName));
+            });
+        if (cmd != "switchover" && cmd != "resign" && cmd != "pause" && cmd != "resume") return usage(stderr), 64;
+        if (config.store.backend != prom::config::Backend::Etcd) {
+            std::fprintf(stderr,
+                         "promctl: %s through the store needs etcd (this configuration uses MUSIC, which has no "
+                         "control keys): run promctl without -c on the node of the replica\n",
+                         cmd.c_str());
+            return 2;
         }
+        try {
+            if (cmd == "switchover") return prom::ctl::clusterSwitchover(config, arg, timeout);
+            if (cmd == "resign") return prom::ctl::clusterResign(config, timeout);
+            if (!cluster && arg.empty()) {
+                std::fprintf(stderr, "promctl: %s: name a replica, or --cluster for the whole cluster\n", cmd.c_str());
+                return 2;
+            }
+            return prom::ctl::clusterPause(config, cmd == "pause", cluster, arg, timeout);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "promctl: %s\n", clean(e.what()).c_str());
+            return 1;
+        }
+    }
+    if (cluster) {
+        std::fprintf(stderr, "promctl: %s --cluster needs -c CONFIG: the cluster pause is kept in the store\n", cmd.c_str());
+        return 2;
     }
     try {
         auto conn = bus == "system" ? sdbus::createSystemBusConnection() : sdbus::createSessionBusConnection();
@@ -521,26 +414,18 @@ int main(int argc, char** argv) {
             const std::uint64_t oldToken = target->get<std::uint64_t>("FencingToken");
             const std::uint64_t started = monotonicUsec();
             p->callMethod("Switchover").onInterface(kInterface).withTimeout(timeout).withArguments(arg);
-            // Done means a new active exists, not that the old one let go: wait for it (the store
-            // when we have the config, else what the old active's daemon learns from its watch).
+            // Done means a new active exists, not that the old one let go: wait for it (what the
+            // old active's daemon learns from its watch).
             const std::uint64_t waitUsec = std::max<std::uint64_t>(15000000, static_cast<std::uint64_t>(timeout.count()) * 1000);
             std::string to;
             std::uint64_t token = 0;
             while (monotonicUsec() - started < waitUsec) {
-                if (config) {
-                    if (auto view = prom::ctl::readCluster(*config, prom::config::storePassword(config->store), timeout);
-                        view && !view->leader.empty() && view->leader != from && view->up.count(view->leader)) {
-                        to = view->leader;
-                        token = static_cast<std::uint64_t>(view->token);
+                for (const auto& i : instances(*conn, timeout))
+                    if (i.bus == target->bus && i.answered() && !i.get<std::string>("Leader").empty() &&
+                        i.get<std::string>("Leader") != from && i.get<std::uint64_t>("FencingToken") > oldToken) {
+                        to = i.get<std::string>("Leader");
+                        token = i.get<std::uint64_t>("FencingToken");
                     }
-                } else {
-                    for (const auto& i : instances(*conn, timeout))
-                        if (i.bus == target->bus && i.answered() && !i.get<std::string>("Leader").empty() &&
-                            i.get<std::string>("Leader") != from && i.get<std::uint64_t>("FencingToken") > oldToken) {
-                            to = i.get<std::string>("Leader");
-                            token = i.get<std::uint64_t>("FencingToken");
-                        }
-                }
                 if (!to.empty()) break;
                 usleep(100000);
             }

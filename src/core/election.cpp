@@ -560,7 +560,8 @@ void Election::on(const ActionFinished& f) {
         ++m_failures;
         emit(PublishError{"ensure-active failed (" + std::to_string(m_failures) + "/" + std::to_string(m_p.retryAttempts) +
                           "): " + f.detail});
-        if (m_failures >= m_p.retryAttempts)
+        // Paused (maintenance): no demotion on a failed check; the retries go on after resume.
+        if (m_failures >= m_p.retryAttempts && !paused())
             handOver("", Role::Demoting, "ensure-active failed " + std::to_string(m_p.retryAttempts) + " times: resigning");
         else
             m_nextEnsureAt = m_now + m_p.retryBackoff;
@@ -655,7 +656,7 @@ void Election::on(const HandoverMarked& e) {
 }
 
 void Election::on(const PauseRequest& e) {
-    m_paused = e.pause;
+    (e.cluster ? m_clusterPaused : m_paused) = e.pause;
     m_campaignAt.reset();
 }
 
@@ -722,7 +723,7 @@ void Election::driveLeaderKey() {
     auto* held = std::get_if<LeaseHeld>(&m_lease);
     const bool leaseFresh = held && m_now < held->lastAckSent + held->ttl - m_p.demoteMargin;
     const bool mayCampaign = !m_p.witness && m_role == Role::Passive && std::holds_alternative<NotLeader>(m_leadership) && leaseFresh &&
-                             m_leaderKnown && !m_leader.exists && !m_readWanted && !m_paused && !m_stopping &&
+                             m_leaderKnown && !m_leader.exists && !m_readWanted && !paused() && !m_stopping &&
                              due(m_noCampaignUntil) && (!m_p.startPassive || m_seenOtherActive) && peersSettled();
     if (mayCampaign) {
         if (!m_campaignAt) m_campaignAt = m_now + (m_handoverToMe ? Duration{0} : m_p.campaignDelay);
@@ -772,13 +773,13 @@ void Election::driveActions() {
             m_retryPassive = false;
             startAction(ActionKind::EnsurePassive);
         }
-    } else if (!m_paused && m_settled && m_nextEnsureAt && m_now >= *m_nextEnsureAt && !m_stopping) {
+    } else if (!paused() && m_settled && m_nextEnsureAt && m_now >= *m_nextEnsureAt && !m_stopping) {
         if (leading && (m_role == Role::Active || m_role == Role::Promoting)) {
             if (supportHolds()) startAction(ActionKind::EnsureActive);
         }
         else if (m_role == Role::Passive)
             startAction(ActionKind::EnsurePassive);
-    } else if (leading && m_role == Role::Active && !m_restartQueue.empty() && !m_paused && !m_stopping) {
+    } else if (leading && m_role == Role::Active && !m_restartQueue.empty() && !paused() && !m_stopping) {
         std::string peer = m_restartQueue.front();
         m_restartQueue.pop_front();
         startAction(ActionKind::RestartPeer, peer);
@@ -874,7 +875,7 @@ void Election::driveFast() {
 
     // Takeover: a majority (this replica included, the holder excluded) has withdrawn support
     // from the fast key's epoch, so its holder's support deadline has passed (it stopped).
-    if (m_p.witness || m_takeover || m_stopping || m_paused || m_readWanted || !m_leaderKnown) return;
+    if (m_p.witness || m_takeover || m_stopping || paused() || m_readWanted || !m_leaderKnown) return;
     if (!m_leader.exists || !m_leader.fast || m_leader.holder == m_p.self) return;
     if (m_role != Role::Passive || !std::holds_alternative<NotLeader>(m_leadership)) return;
     if (m_noCampaignUntil && m_now < *m_noCampaignUntil) return;

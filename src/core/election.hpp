@@ -179,8 +179,12 @@ struct SwitchoverRequest {
 struct HandoverMarked {
     RequestId req = 0;
 };
+/** Pause (maintenance): no campaigns (no takeover), no periodic ensure-active (no demotion on
+ *  a failed check), no restarts; the lease rules still demote. cluster = the cluster-wide pause
+ *  kept in the store (control/pause), which outlives every prom; else this replica's own. */
 struct PauseRequest {
     bool pause;
+    bool cluster = false;
 };
 struct StopRequest {};
 /** Fast mode: a peer's heartbeat (authenticated by the transport). epoch = the fast key the
@@ -358,7 +362,9 @@ public:
     const std::string& leader() const { return m_leader.holder; }
     /** Highest fencing token this replica has seen (never decreases). */
     std::int64_t token() const { return m_token; }
-    bool paused() const { return m_paused; }
+    /** Paused by itself or by the cluster. */
+    bool paused() const { return m_paused || m_clusterPaused; }
+    bool clusterPaused() const { return m_clusterPaused; }
     bool holdsLeadership() const { return heldToken().has_value(); }
     /** Local deadline of the leader: last acknowledged keepalive send time + TTL - margin; for
      *  a fast key also no later than its peer-majority support deadline - stop margin. */
@@ -443,7 +449,8 @@ private:
     bool m_started = false;
     bool m_exited = false;
     bool m_stopping = false;
-    bool m_paused = false;
+    bool m_paused = false;         ///< this replica's own pause (D-Bus Pause)
+    bool m_clusterPaused = false;  ///< the store's control/pause
 
     // lease
     LeaseState m_lease = NoLease{};

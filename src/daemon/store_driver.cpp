@@ -142,18 +142,56 @@ bool StoreDriver::apply(const core::Effect& effect) {
                              answer<Ok>("naming the switchover target in the leader key", false, failed(SRF::What::Handover, id),
                                         [id](Ok&) -> core::Event { return core::HandoverMarked{id}; }));
     } else if (auto* p = std::get_if<core::PutMember>(&effect)) {
-        m_store.putMember(p->lease, [](Result<Ok> r) {
-            if (!r) log::warning("writing the member key failed: " + r.error().message);
-        });
+        m_memberLease = p->lease;
+        m_putMember.reset();
+        putMember();
     } else if (auto* rm = std::get_if<core::ReadMembers>(&effect)) {
         core::RequestId id = rm->id;
-        m_store.readMembers(answer<std::vector<std::string>>(
+        m_store.readMembers(answer<std::vector<store::MemberInfo>>(
             "reading the member keys", false, failed(SRF::What::Members, id),
-            [id](std::vector<std::string>& present) -> core::Event { return core::MembersRead{present, id}; }));
+            [id](std::vector<store::MemberInfo>& present) -> core::Event {
+                std::vector<std::string> ids;
+                for (const auto& m : present) ids.push_back(m.id);
+                return core::MembersRead{ids, id};
+            }));
     } else {
         return false;
     }
     return true;
+}
+
+void StoreDriver::memberChanged() {
+    if (!m_memberLease || !m_describe) return;
+    if (m_memberPutting) {
+        m_memberDirty = true;
+        return;
+    }
+    // After a failed write, the next try waits a little (this runs after every event batch).
+    if (m_putMember == m_describe() || m_now() < m_memberRetryAt) return;
+    putMember();
+}
+
+void StoreDriver::putMember() {
+    if (!m_describe) return;
+    // One put in flight; a change meanwhile is written when it answers (the last one wins).
+    if (m_memberPutting) {
+        m_memberDirty = true;
+        return;
+    }
+    store::MemberInfo info = m_describe();
+    m_memberPutting = true;
+    m_memberDirty = false;
+    const std::int64_t lease = m_memberLease;
+    m_store.putMember(lease, info, [this, info, lease](Result<Ok> r) {
+        m_memberPutting = false;
+        if (r) {
+            m_putMember = info;
+        } else {
+            m_memberRetryAt = m_now() + kMemberRetry;
+            if (lease == m_memberLease) log::warning("writing the member key failed: " + r.error().message);
+        }
+        if (m_memberDirty) memberChanged();
+    });
 }
 
 }  // namespace prom::daemon

@@ -3,6 +3,7 @@
 // event that names the request (core::RequestId), so the core can drop answers to requests it
 // no longer waits for. It also keeps what operators see of the store: healthy or not, and why.
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "common/clock.hpp"
@@ -24,6 +25,13 @@ public:
     /** Starts the store request of a store effect; false when the effect is not one. */
     bool apply(const core::Effect& effect);
 
+    /** What this replica's member key says (host, pid, role, token, ...): written when the
+     *  core puts the member key, and again on memberChanged(). */
+    void describeMember(std::function<store::MemberInfo()> describe) { m_describe = std::move(describe); }
+    /** Rewrites the member key if what describeMember gives changed since the last write
+     *  (the daemon calls it after every batch of events; a failed write is retried then). */
+    void memberChanged();
+
     /** Called with the round trip of every lease and leader-key request (metrics). */
     void observeLatency(std::function<void(Duration)> observer) { m_latency = std::move(observer); }
 
@@ -41,6 +49,7 @@ private:
     void record(bool ok, const std::string& error);
     /** Logs a failure: the first of an outage at once, then a count every kLogEvery. */
     void logFailure(const std::string& message);
+    void putMember();
 
     /** During an outage identical failures are summarised this often (not ~4 lines a second). */
     static constexpr Duration kLogEvery{10000};
@@ -58,6 +67,13 @@ private:
     std::uint64_t m_outageFailures = 0;
     TimePoint m_lastLogged{};
     TimePoint m_outageSince{};
+    std::function<store::MemberInfo()> m_describe;
+    std::int64_t m_memberLease = 0;           ///< the lease of the last PutMember
+    std::optional<store::MemberInfo> m_putMember;  ///< what the member key holds
+    bool m_memberPutting = false;
+    bool m_memberDirty = false;
+    TimePoint m_memberRetryAt{};
+    static constexpr Duration kMemberRetry{1000};
 };
 
 }  // namespace prom::daemon

@@ -162,6 +162,22 @@ int EventLoop::run() {
 }
 void EventLoop::exit(int code) { sd_event_exit(m_event, code); }
 
+bool EventLoop::runUntil(const std::function<bool()>& done, TimePoint deadline) {
+    while (!done()) {
+        TimePoint t = now();
+        if (t >= deadline) return false;
+        auto usec = std::chrono::duration_cast<std::chrono::microseconds>(deadline - t).count();
+        int r = sd_event_run(m_event, static_cast<std::uint64_t>(usec));
+        if (m_failure) {
+            std::exception_ptr e = std::move(m_failure);
+            m_failure = nullptr;
+            std::rethrow_exception(e);
+        }
+        if (r < 0) throw std::runtime_error("sd_event_run failed: " + std::string(std::strerror(-r)));
+    }
+    return true;
+}
+
 void EventLoop::blockSignals() {
     sigset_t set;
     sigemptyset(&set);

@@ -42,6 +42,9 @@ public:
     /** Runs until exit(); an exception thrown by a callback ends the loop and is rethrown here. */
     int run();
     void exit(int code);
+    /** Turns the loop until done() or the deadline (false then): for one-shot clients such as
+     *  promctl, which wait for one answer at a time. A callback's exception is rethrown. */
+    bool runUntil(const std::function<bool()>& done, TimePoint deadline);
     /** Called by a source's trampoline with an exception in flight: ends the loop; run() rethrows it. */
     void callbackFailed() noexcept;
 

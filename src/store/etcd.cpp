@@ -19,6 +19,8 @@ constexpr core::Duration kQuickBreak{1000};
 constexpr std::size_t kMaxMembers = 1000;
 /** Longest watch line: an event of the leader key is a few hundred bytes. */
 constexpr std::size_t kMaxWatchLine = 256u << 10;
+/** Most control keys (requests and replies) kept: promctl writes one of each per command. */
+constexpr std::size_t kMaxControlKeys = 256;
 
 std::string str(std::int64_t v) {
     return "\"" + std::to_string(v) + "\"";
@@ -99,6 +101,9 @@ struct Etcd::Call {
     std::size_t step = 0;
     bool reauthed = false;
     std::string failures;
+    /** The highest revision seen when the attempt was sent: a linearizable answer is never
+     *  older (one seen since, by a watch event or a concurrent reply, may well be newer). */
+    std::int64_t floor = 0;
 };
 
 Etcd::Etcd(sd::EventLoop& loop, Http& http, EtcdSettings settings)
@@ -117,6 +122,8 @@ Etcd::Etcd(sd::EventLoop& loop, Http& http, EtcdSettings settings)
         while (!ep.empty() && ep.back() == '/') ep.pop_back();
     m_leaderKey = m_s.prefix + "/" + m_s.app + "/leader";
     m_membersPrefix = m_s.prefix + "/" + m_s.app + "/members/";
+    m_appPrefix = m_s.prefix + "/" + m_s.app + "/";
+    m_controlPrefix = m_appPrefix + std::string(kControlDir);
     m_askedTtl = m_s.leaseTtl;
 }
 
@@ -213,6 +220,7 @@ void Etcd::start(const std::shared_ptr<Call>& c) {
 
 void Etcd::attempt(const std::shared_ptr<Call>& c) {
     const std::size_t index = c->plan[c->step];
+    c->floor = m_maxRevision;
     std::weak_ptr<bool> alive = m_alive;
     m_http.post(m_s.endpoints[index] + "/v3/" + c->path, c->body, headers(c->auth), m_s.requestTimeout,
                 [this, alive, c, index](HttpResponse resp) {
@@ -256,11 +264,12 @@ void Etcd::onReply(const std::shared_ptr<Call>& c, std::size_t index, HttpRespon
     }
     if (resp.status / 100 == 2) {
         // Revisions never go backwards in one cluster (every call here is linearizable): a
-        // reply older than what was already seen comes from a stale or foreign store.
+        // reply older than what was seen before the request left comes from a stale or
+        // foreign store.
         std::int64_t revision = intField(body->find("header"), "revision");
-        if (revision < 0 || (revision > 0 && revision < m_maxRevision)) {
+        if (revision < 0 || (revision > 0 && revision < c->floor)) {
             std::string why =
-                "stale reply: revision " + std::to_string(revision) + " after " + std::to_string(m_maxRevision);
+                "stale reply: revision " + std::to_string(revision) + " after " + std::to_string(c->floor);
             if (!c->failures.empty()) c->failures += "; ";
             c->failures += where + ": " + why;
             endpointFailed(index, why);
@@ -342,14 +351,115 @@ void Etcd::revokeLease(std::int64_t lease, std::function<void(Result<Ok>)> done)
 }
 
 void Etcd::readLeader(std::function<void(Result<core::LeaderRead>)> done) {
-    call("kv/range", "{\"key\":" + quote(base64::encode(m_leaderKey)) + "}", [done](Result<json::Value> r) {
+    // One range from PREFIX/APP/control/ up to and including the leader key: the leader and
+    // the control keys (cluster pause, requests) at the same revision, so that the watch from
+    // that revision misses no change of either.
+    std::string body = "{\"key\":" + quote(base64::encode(m_controlPrefix)) +
+                       ",\"range_end\":" + quote(base64::encode(m_leaderKey + std::string(1, '\0'))) + "}";
+    std::weak_ptr<bool> alive = m_alive;
+    call("kv/range", body, [this, alive, done](Result<json::Value> r) {
+        if (alive.expired()) return;
         if (!r) return done(r.error());
         core::LeaderRead out{{}, intField(r->find("header"), "revision")};
-        if (const json::Value* kvs = r->find("kvs"); kvs && !kvs->items.empty()) out.key = parseLeaderKv(kvs->items[0]);
         if (out.revision <= 0) return done(Error{"etcd kv/range reply without a revision"});
-        if (out.key.exists && (out.key.createRevision <= 0 || out.key.createRevision > out.revision))
+        ControlState control;
+        std::swap(control, m_control);
+        if (const json::Value* kvs = r->find("kvs"); kvs && kvs->type == json::Type::Array) {
+            for (const auto& kv : kvs->items) {
+                std::string key;
+                if (const json::Value* k = kv.find("key"); k && k->type == json::Type::String)
+                    key = base64::decode(k->text).value_or("");
+                if (key == m_leaderKey) {
+                    out.key = parseLeaderKv(kv);
+                } else {
+                    std::optional<std::string> value;
+                    if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String)
+                        value = base64::decode(v->text);
+                    applyControl(key, value.value_or(""), intField(&kv, "lease"), intField(&kv, "mod_revision"));
+                }
+            }
+        }
+        if (out.key.exists && (out.key.createRevision <= 0 || out.key.createRevision > out.revision)) {
+            std::swap(control, m_control);  // the reply is refused whole
             return done(Error{"etcd kv/range reply with an invalid create_revision"});
+        }
+        if (m_onControl) m_onControl(m_control);
+        if (alive.expired()) return;
         done(out);
+    });
+}
+
+bool Etcd::applyControl(const std::string& key, const std::optional<std::string>& value, std::int64_t lease,
+                        std::int64_t revision) {
+    if (key.size() <= m_appPrefix.size() || key.compare(0, m_appPrefix.size(), m_appPrefix) != 0) return false;
+    // Bounded: a flood of request keys must not grow prom without limit.
+    if (value && m_control.requests.size() + m_control.replies.size() >= kMaxControlKeys &&
+        key != m_controlPrefix + "pause")
+        return false;
+    return applyControlKey(m_control, std::string_view(key).substr(m_appPrefix.size()), value, lease, revision);
+}
+
+void Etcd::readControl(std::function<void(Result<ControlState>)> done) {
+    std::string end = m_controlPrefix;
+    end.back() = static_cast<char>(end.back() + 1);
+    std::string body = "{\"key\":" + quote(base64::encode(m_controlPrefix)) + ",\"range_end\":" + quote(base64::encode(end)) + "}";
+    const std::string appPrefix = m_appPrefix;
+    call("kv/range", body, [done, appPrefix](Result<json::Value> r) {
+        if (!r) return done(r.error());
+        ControlState state;
+        if (const json::Value* kvs = r->find("kvs"); kvs && kvs->type == json::Type::Array)
+            for (const auto& kv : kvs->items) {
+                if (state.requests.size() + state.replies.size() >= kMaxControlKeys) break;
+                std::string key;
+                if (const json::Value* k = kv.find("key"); k && k->type == json::Type::String)
+                    key = base64::decode(k->text).value_or("");
+                if (key.size() <= appPrefix.size() || key.compare(0, appPrefix.size(), appPrefix) != 0) continue;
+                std::string value;
+                if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String)
+                    value = base64::decode(v->text).value_or("");
+                applyControlKey(state, std::string_view(key).substr(appPrefix.size()), value, intField(&kv, "lease"),
+                                intField(&kv, "mod_revision"));
+            }
+        done(state);
+    });
+}
+
+void Etcd::putPause(const ClusterPause& pause, std::function<void(Result<Ok>)> done) {
+    const std::string k = quote(base64::encode(m_controlPrefix + "pause"));
+    auto reply = [done](Result<json::Value> r) {
+        if (!r) return done(r.error());
+        done(Ok{});
+    };
+    // On no lease: a maintenance pause outlives every prom (and promctl), until resumed.
+    if (pause.paused)
+        call("kv/put", "{\"key\":" + k + ",\"value\":" + quote(base64::encode(encodePause(pause))) + "}", reply);
+    else
+        call("kv/deleterange", "{\"key\":" + k + "}", reply);
+}
+
+void Etcd::putRequest(const ControlRequest& request, std::int64_t lease, std::function<void(Result<Ok>)> done) {
+    std::string body = "{\"key\":" + quote(base64::encode(m_controlPrefix + "requests/" + request.id)) +
+                       ",\"value\":" + quote(base64::encode(encodeRequest(request))) + ",\"lease\":" + str(lease) + "}";
+    call("kv/put", body, [done](Result<json::Value> r) {
+        if (!r) return done(r.error());
+        done(Ok{});
+    });
+}
+
+void Etcd::answerRequest(const ControlRequest& request, const ControlReply& reply, std::function<void(Result<Ok>)> done) {
+    const std::string req = quote(base64::encode(m_controlPrefix + "requests/" + request.id));
+    // The reply lives on the requester's lease, like its request: both vanish when promctl
+    // revokes it or dies. A request written on no lease gets no reply (it would stay forever).
+    std::string success = "[";
+    if (request.lease > 0)
+        success += "{\"request_put\":{\"key\":" + quote(base64::encode(m_controlPrefix + "replies/" + request.id)) +
+                   ",\"value\":" + quote(base64::encode(encodeReply(reply))) + ",\"lease\":" + str(request.lease) + "}},";
+    success += "{\"request_delete_range\":{\"key\":" + req + "}}]";
+    std::string body = "{\"compare\":[{\"key\":" + req + ",\"target\":\"MOD\",\"result\":\"EQUAL\",\"mod_revision\":" +
+                       str(request.revision) + "}],\"success\":" + success + "}";
+    call("kv/txn", body, [done](Result<json::Value> r) {
+        if (!r) return done(r.error());
+        done(Ok{});  // not succeeded = the request changed or went away meanwhile: nothing to answer
     });
 }
 
@@ -475,7 +585,9 @@ void Etcd::openWatch() {
     m_watchOpenedAt = m_watchProgressAt = sd::EventLoop::now();
     m_partialSince = {};
     m_probing = false;
-    std::string body = "{\"create_request\":{\"key\":" + quote(base64::encode(m_leaderKey)) +
+    // The range readLeader reads: the control keys and the leader key.
+    std::string body = "{\"create_request\":{\"key\":" + quote(base64::encode(m_controlPrefix)) +
+                       ",\"range_end\":" + quote(base64::encode(m_leaderKey + std::string(1, '\0'))) +
                        ",\"start_revision\":" + str(m_watchSeen + 1) + "}}";
     std::weak_ptr<bool> alive = m_alive;
     const std::uint64_t generation = m_watchGeneration;
@@ -590,7 +702,23 @@ void Etcd::onWatchData(std::string_view chunk) {
                 continue;
             }
             const json::Value* type = ev.find("type");
-            if (type && type->type == json::Type::String && type->text == "DELETE") {
+            const bool deleted = type && type->type == json::Type::String && type->text == "DELETE";
+            std::string key;
+            if (const json::Value* k = kv->find("key"); k && k->type == json::Type::String)
+                key = base64::decode(k->text).value_or("");
+            if (key != m_leaderKey) {
+                m_watchSeen = out.revision;
+                m_maxRevision = std::max(m_maxRevision, out.revision);
+                std::optional<std::string> value;
+                if (!deleted) {
+                    const json::Value* v = kv->find("value");
+                    value = v && v->type == json::Type::String ? base64::decode(v->text).value_or("") : "";
+                }
+                if (applyControl(key, value, intField(kv, "lease"), out.revision) && m_onControl) m_onControl(m_control);
+                if (!m_watching || generation != m_watchGeneration) return;
+                continue;
+            }
+            if (deleted) {
                 out.key = core::LeaderKey{};  // a lease expiry looks exactly like a delete
             } else {
                 out.key = parseLeaderKv(*kv);
@@ -651,33 +779,36 @@ void Etcd::markHandover(std::int64_t createRevision, std::int64_t lease, const s
     });
 }
 
-void Etcd::putMember(std::int64_t lease, std::function<void(Result<Ok>)> done) {
+void Etcd::putMember(std::int64_t lease, const MemberInfo& info, std::function<void(Result<Ok>)> done) {
     std::string body = "{\"key\":" + quote(base64::encode(m_membersPrefix + m_s.self)) +
-                       ",\"value\":" + quote(base64::encode(m_s.self)) + ",\"lease\":" + str(lease) + "}";
+                       ",\"value\":" + quote(base64::encode(encodeMember(info))) + ",\"lease\":" + str(lease) + "}";
     call("kv/put", body, [done](Result<json::Value> r) {
         if (!r) return done(r.error());
         done(Ok{});
     });
 }
 
-void Etcd::readMembers(std::function<void(Result<std::vector<std::string>>)> done) {
+void Etcd::readMembers(std::function<void(Result<std::vector<MemberInfo>>)> done) {
     // A prefix range: range_end is the prefix with its last byte incremented.
     std::string end = m_membersPrefix;
     end.back() = static_cast<char>(end.back() + 1);
-    std::string body = "{\"key\":" + quote(base64::encode(m_membersPrefix)) +
-                       ",\"range_end\":" + quote(base64::encode(end)) + ",\"keys_only\":true}";
+    std::string body = "{\"key\":" + quote(base64::encode(m_membersPrefix)) + ",\"range_end\":" + quote(base64::encode(end)) + "}";
     std::size_t prefixLength = m_membersPrefix.size();
     call("kv/range", body, [done, prefixLength](Result<json::Value> r) {
         if (!r) return done(r.error());
-        std::vector<std::string> ids;
+        std::vector<MemberInfo> members;
         if (const json::Value* kvs = r->find("kvs"))
             for (const auto& kv : kvs->items) {
-                if (ids.size() >= kMaxMembers) break;
-                if (const json::Value* k = kv.find("key"))
-                    if (auto key = base64::decode(k->text); key && key->size() > prefixLength)
-                        ids.push_back(text::sanitize(std::string_view(*key).substr(prefixLength), kMaxIdBytes));
+                if (members.size() >= kMaxMembers) break;
+                const json::Value* k = kv.find("key");
+                auto key = k ? base64::decode(k->text) : std::nullopt;
+                if (!key || key->size() <= prefixLength) continue;
+                std::string value;
+                if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String)
+                    value = base64::decode(v->text).value_or("");
+                members.push_back(decodeMember(std::string_view(*key).substr(prefixLength, kMaxIdBytes), value));
             }
-        done(ids);
+        done(members);
     });
 }
 

@@ -54,8 +54,15 @@ public:
     void cancelWatch() override;
     void markHandover(std::int64_t createRevision, std::int64_t lease, const std::string& target,
                       std::function<void(Result<Ok>)> done) override;
-    void putMember(std::int64_t lease, std::function<void(Result<Ok>)> done) override;
-    void readMembers(std::function<void(Result<std::vector<std::string>>)> done) override;
+    void putMember(std::int64_t lease, const MemberInfo& info, std::function<void(Result<Ok>)> done) override;
+    void readMembers(std::function<void(Result<std::vector<MemberInfo>>)> done) override;
+    bool hasControl() const override { return true; }
+    void onControl(std::function<void(const ControlState&)> listener) override { m_onControl = std::move(listener); }
+    void readControl(std::function<void(Result<ControlState>)> done) override;
+    void putPause(const ClusterPause& pause, std::function<void(Result<Ok>)> done) override;
+    void putRequest(const ControlRequest& request, std::int64_t lease, std::function<void(Result<Ok>)> done) override;
+    void answerRequest(const ControlRequest& request, const ControlReply& reply,
+                       std::function<void(Result<Ok>)> done) override;
     std::uint64_t requestCount() const override { return m_http.requestCount(); }
 
     const std::string& leaderKey() const { return m_leaderKey; }
@@ -98,6 +105,14 @@ private:
     Endpoints m_endpoints;
     std::string m_leaderKey;
     std::string m_membersPrefix;
+    std::string m_appPrefix;      ///< PREFIX/APP/
+    std::string m_controlPrefix;  ///< PREFIX/APP/control/
+    /** The control keys as of the last leader read and the watch events since. */
+    ControlState m_control;
+    std::function<void(const ControlState&)> m_onControl;
+    /** Applies a kv (or a delete, value nullopt) of the app prefix to m_control. */
+    bool applyControl(const std::string& key, const std::optional<std::string>& value, std::int64_t lease,
+                      std::int64_t revision);
     std::string m_token;
     bool m_authenticating = false;
     std::vector<std::function<void(Result<Ok>)>> m_authWaiters;

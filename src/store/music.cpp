@@ -374,16 +374,19 @@ void Music::markHandover(std::int64_t, std::int64_t, const std::string&, std::fu
     done(Error{"MUSIC's lock queue cannot name a successor: the next replica in the queue takes over"});
 }
 
-void Music::readMembers(std::function<void(Result<std::vector<std::string>>)> done) {
+void Music::readMembers(std::function<void(Result<std::vector<MemberInfo>>)> done) {
     call("GET", "/keyspaces/" + m_keyspace + "/tables/Replicas/rows", "", [this, done](Result<Reply> r) {
         if (!r) return done(r.error());
-        std::vector<std::string> alive;
+        std::vector<MemberInfo> alive;
         if (const json::Value* result = r->body.find("result"))
             for (const auto& m : result->members) {
                 std::string id = str(m.value.find("id"));
                 if (id.empty() || id == "PROM_ADMIN") continue;
                 std::int64_t beat = json::parseInt(str(m.value.find("timeoflastupdate"))).value_or(0);
-                if (!deadAfterObserving(id, beat)) alive.push_back(id);
+                if (deadAfterObserving(id, beat)) continue;
+                MemberInfo member;
+                member.id = id;
+                alive.push_back(std::move(member));
             }
         done(alive);
     });

@@ -57,8 +57,9 @@ public:
                      std::function<void(const std::string&)> onBroken) override;
     void cancelWatch() override;
     void markHandover(std::int64_t, std::int64_t, const std::string&, std::function<void(Result<Ok>)> done) override;
-    void putMember(std::int64_t, std::function<void(Result<Ok>)> done) override { done(Ok{}); }
-    void readMembers(std::function<void(Result<std::vector<std::string>>)> done) override;
+    /** PROM's Replicas rows are the members (heartbeats); they have no room for more. */
+    void putMember(std::int64_t, const MemberInfo&, std::function<void(Result<Ok>)> done) override { done(Ok{}); }
+    void readMembers(std::function<void(Result<std::vector<MemberInfo>>)> done) override;
     std::uint64_t requestCount() const override { return m_http.requestCount(); }
 
 private:

@@ -9,6 +9,7 @@
 
 #include "common/result.hpp"
 #include "core/election.hpp"
+#include "store/control.hpp"
 
 namespace prom::store {
 
@@ -43,10 +44,39 @@ public:
      *  replica that should take over, keeping it on lease. */
     virtual void markHandover(std::int64_t createRevision, std::int64_t lease, const std::string& target,
                               std::function<void(Result<Ok>)> done) = 0;
-    /** Puts this replica's member key, bound to lease (it vanishes with the lease). */
-    virtual void putMember(std::int64_t lease, std::function<void(Result<Ok>)> done) = 0;
-    /** Ids of the replicas whose member key exists. */
-    virtual void readMembers(std::function<void(Result<std::vector<std::string>>)> done) = 0;
+    /** Puts this replica's member record, bound to lease (it vanishes with the lease). */
+    virtual void putMember(std::int64_t lease, const MemberInfo& info, std::function<void(Result<Ok>)> done) = 0;
+    /** The replicas whose member key exists, with what they say of themselves. */
+    virtual void readMembers(std::function<void(Result<std::vector<MemberInfo>>)> done) = 0;
+
+    // ---- control keys (store/control.hpp): etcd only --------------------------------------
+    /** Whether this backend keeps control keys (cluster pause, requests from promctl -c). */
+    virtual bool hasControl() const { return false; }
+    /** Called with the whole control state after every leader read (one snapshot with the
+     *  leader key, at the same revision) and every watch event of a control key. */
+    virtual void onControl(std::function<void(const ControlState&)> listener) { (void)listener; }
+    /** Reads the control keys (promctl). */
+    virtual void readControl(std::function<void(Result<ControlState>)> done) {
+        done(Error{"this store keeps no control keys"});
+    }
+    /** Sets (or with paused false, removes) the cluster-wide pause. */
+    virtual void putPause(const ClusterPause& pause, std::function<void(Result<Ok>)> done) {
+        (void)pause;
+        done(Error{"this store keeps no control keys"});
+    }
+    /** Writes a request on the requester's lease (promctl). */
+    virtual void putRequest(const ControlRequest& request, std::int64_t lease, std::function<void(Result<Ok>)> done) {
+        (void)request, (void)lease;
+        done(Error{"this store keeps no control keys"});
+    }
+    /** Answers a request: the reply on the request's lease, the request deleted (if its key
+     *  is still at revision), in one transaction. */
+    virtual void answerRequest(const ControlRequest& request, const ControlReply& reply,
+                               std::function<void(Result<Ok>)> done) {
+        (void)request, (void)reply;
+        done(Error{"this store keeps no control keys"});
+    }
+
     /** Requests sent so far (benchmarks). */
     virtual std::uint64_t requestCount() const = 0;
 };

@@ -32,6 +32,8 @@ with Test("promctl-cluster") as t:
         log(f"promctl {' '.join(args)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
         return r
 
+    # The member key says "active" once ensure-active ran and the key was rewritten.
+    wait_for(lambda: ctl("status", env=elsewhere).returncode == 0, 5, "the store showing one active")
     r = ctl("status", env=elsewhere)
     assert r.returncode == 0, r
     rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[2:-1] if line.strip()}

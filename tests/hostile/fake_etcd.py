@@ -118,6 +118,7 @@ class FakeEtcd:
         self.port = self.sock.getsockname()[1]
         self.requests = {}  # path -> count
         self.watch_opens = 0
+        self.watch_key = None
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -205,6 +206,13 @@ class FakeEtcd:
             self.send(c, "404 Not Found", "404 page not found\n", "text/plain")
             return True
         status, obj = reply
+        if m in REORDER and path == REORDER[m]:
+            # Another client writes (in the watched range) while this reply is on its way, so the
+            # watch delivers a newer revision before it: replies to concurrent requests and watch
+            # events arrive in any order, all of them linearizable.
+            with self.store.lock:
+                self.store.put((self.watch_key or b"/") + b"another-client", b"x", 0)
+            time.sleep(0.3)
         if hit and m in MUTATE:
             obj = MUTATE[m](self, path, obj)
         self.send(c, status, obj)
@@ -277,6 +285,8 @@ class FakeEtcd:
         m = self.mode
         cr = req.get("create_request", {})
         key = base64.b64decode(cr.get("key", ""))
+        end = base64.b64decode(cr["range_end"]) if cr.get("range_end") else None
+        self.watch_key = key
         start = int_of(cr.get("start_revision"))
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         if m in WATCH:
@@ -288,7 +298,8 @@ class FakeEtcd:
         sent = start - 1
         while not self.stopped:
             with s.lock:
-                evs = [e for e in s.events if e[0] > sent and e[0] >= start and e[1] == key]
+                evs = [e for e in s.events if e[0] > sent and e[0] >= start and
+                       (e[1] == key if end is None else key <= e[1] < end)]
                 if not evs:
                     s.lock.wait(0.5)
                     continue
@@ -592,4 +603,7 @@ WATCH = {
 }
 
 FakeEtcd._created_then_key = _created_then_key
-MODES = sorted(set(RAW) | set(MUTATE) | set(WATCH))
+# Healthy replies, delivered late and out of order with other requests' replies.
+REORDER = {"reordered-replies": "/v3/kv/put"}
+
+MODES = sorted(set(RAW) | set(MUTATE) | set(WATCH) | set(REORDER))

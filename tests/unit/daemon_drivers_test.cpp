@@ -31,8 +31,11 @@ public:
     void markHandover(std::int64_t, std::int64_t, const std::string&, std::function<void(Result<Ok>)> done) override {
         mark = std::move(done);
     }
-    void putMember(std::int64_t, std::function<void(Result<Ok>)>) override {}
-    void readMembers(std::function<void(Result<std::vector<std::string>>)> done) override { members = std::move(done); }
+    void putMember(std::int64_t lease, const store::MemberInfo& info, std::function<void(Result<Ok>)> done) override {
+        puts.push_back({lease, info});
+        put = std::move(done);
+    }
+    void readMembers(std::function<void(Result<std::vector<store::MemberInfo>>)> done) override { members = std::move(done); }
     std::uint64_t requestCount() const override { return 0; }
 
     std::function<void(Result<store::Lease>)> grant;
@@ -42,7 +45,9 @@ public:
     std::function<void(Result<Ok>)> del, mark;
     std::function<void(const core::WatchEvent&)> watchEvent;
     std::function<void(const std::string&)> watchBroken;
-    std::function<void(Result<std::vector<std::string>>)> members;
+    std::function<void(Result<std::vector<store::MemberInfo>>)> members;
+    std::vector<std::pair<std::int64_t, store::MemberInfo>> puts;
+    std::function<void(Result<Ok>)> put;
 };
 
 struct StoreFixture {
@@ -300,4 +305,32 @@ TEST(StatusPublisher, OnlyValidUtf8WithoutControlsReachesTheProperties) {
     p.storeHealth(false, std::string("bad \xc3 byte \x1b[31m red"));
     EXPECT_TRUE(text::isValidUtf8(p.status().lastError));
     EXPECT_EQ(p.status().lastError.find('\x1b'), std::string::npos);
+}
+
+TEST(StoreDriver, TheMemberKeyIsRewrittenWhenWhatItSaysChangesAndRetriedAfterAFailure) {
+    StoreFixture f;
+    store::MemberInfo info;
+    info.id = "0";
+    info.role = "passive";
+    f.driver.describeMember([&] { return info; });
+    f.driver.memberChanged();
+    EXPECT_TRUE(f.store.puts.empty()) << "no lease yet: nothing to put the key on";
+    f.driver.apply(core::PutMember{100});
+    ASSERT_EQ(f.store.puts.size(), 1u);
+    EXPECT_EQ(f.store.puts[0].first, 100);
+    f.store.put(Ok{});
+    f.driver.memberChanged();
+    EXPECT_EQ(f.store.puts.size(), 1u) << "unchanged: no write";
+    info.role = "active";
+    f.driver.memberChanged();
+    ASSERT_EQ(f.store.puts.size(), 2u);
+    info.role = "demoting";
+    f.driver.memberChanged();
+    EXPECT_EQ(f.store.puts.size(), 2u) << "one write in flight at a time";
+    f.store.put(Error{"etcd down"});
+    EXPECT_EQ(f.store.puts.size(), 2u) << "a failed write is retried after a pause, not at once";
+    f.clock += Duration(1001);
+    f.driver.memberChanged();
+    ASSERT_EQ(f.store.puts.size(), 3u);
+    EXPECT_EQ(f.store.puts[2].second.role, "demoting");
 }

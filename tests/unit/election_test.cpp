@@ -552,6 +552,46 @@ TEST(Requests, PausedReplicaRunsNoActionsAndDoesNotCampaign) {
     EXPECT_NE(s.last<Campaign>(), nullptr);
 }
 
+TEST(Requests, TheClusterPauseStopsCampaignsAndAReplicasOwnResumeDoesNotEndIt) {
+    Sim s;
+    s.toPassive(other(3));
+    s.feed(PauseRequest{true, true});
+    EXPECT_TRUE(s.e().paused());
+    s.mark();
+    s.feed(WatchEvent{{}, 9});
+    s.ackKeepalives(5s);
+    s.feed(PauseRequest{false});  // promctl resume ID: this replica's own pause only
+    s.ackKeepalives(5s);
+    EXPECT_EQ(s.countSinceMark<Campaign>(), 0);
+    EXPECT_TRUE(s.e().paused());
+    s.feed(PauseRequest{false, true});
+    EXPECT_FALSE(s.e().paused());
+    EXPECT_NE(s.findSinceMark<Campaign>(), nullptr);
+}
+
+TEST(Requests, APausedActiveDoesNotResignOnFailedChecksAndRetriesOnceResumed) {
+    Sim s;
+    s.toActive(5);
+    for (int i = 0; i < 2; ++i) {
+        EXPECT_EQ(s.nextAction().kind, ActionKind::EnsureActive);
+        s.feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Failed, "exit 1"});
+    }
+    EXPECT_EQ(s.nextAction().kind, ActionKind::EnsureActive);
+    s.feed(PauseRequest{true, true});  // maintenance starts while the third check runs
+    s.mark();
+    s.feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Failed, "exit 1"});
+    s.ackKeepalives(10s);
+    EXPECT_EQ(s.e().role(), Role::Active);
+    EXPECT_TRUE(s.e().holdsLeadership());
+    EXPECT_EQ(s.findSinceMark<RunAction>(), nullptr);
+    EXPECT_EQ(s.findSinceMark<DeleteLeader>(), nullptr);
+    s.feed(PauseRequest{false, true});  // the check that was due runs at once
+    ASSERT_NE(s.last<RunAction>(), nullptr);
+    EXPECT_EQ(s.last<RunAction>()->kind, ActionKind::EnsureActive);
+    s.feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Failed, "exit 1"});
+    EXPECT_EQ(s.e().role(), Role::Demoting);
+}
+
 TEST(Wakeups, NeverAskToBeWokenInThePast) {
     Sim s;
     s.toActive();

@@ -1,0 +1,381 @@
+#include "ctl/cluster_commands.hpp"
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <set>
+
+#include "common/json.hpp"
+#include "ctl/cluster_view.hpp"
+#include "ctl/output.hpp"
+#include "ctl/session.hpp"
+
+namespace prom::ctl {
+namespace {
+
+using Millis = std::chrono::milliseconds;
+
+/** How long switchover and resign wait for the new active at least (its ensure-active runs). */
+constexpr Millis kMinWait{15000};
+constexpr Millis kPoll{100};
+
+bool known(const config::Config& c, const std::string& id) {
+    return std::find(c.replicas.begin(), c.replicas.end(), id) != c.replicas.end();
+}
+
+/** The role the store shows for a replica: "down" without a member key; a member key of a
+ *  prom that does not say its role is judged by the leader key. */
+std::string roleOf(const ClusterView& v, const std::string& id) {
+    auto it = v.up.find(id);
+    if (it == v.up.end()) return "down";
+    if (!it->second.role.empty()) return it->second.role;
+    return id == v.leader ? "active" : "passive";
+}
+
+/** Exit status and summary for the cluster (promctl(1)): exactly one active = 0. */
+int verdict(const ClusterView& v, const config::Config& c, std::string& summary) {
+    std::vector<std::string> actives;
+    for (const auto& id : c.replicas)
+        if (roleOf(v, id) == "active") actives.push_back(id);
+    if (actives.size() > 1) {
+        summary = "several replicas say they are active:";
+        for (const auto& a : actives) summary += " " + clean(a);
+        return kExitSeveralActives;
+    }
+    if (v.leader.empty()) return summary = "no active replica", kExitNoActive;
+    if (!v.up.count(v.leader))
+        return summary = "no active replica: the leader key names " + clean(v.leader) + ", whose member key is gone",
+               kExitNoActive;
+    if (roleOf(v, v.leader) != "active")
+        return summary = "no active replica yet: the leader " + clean(v.leader) + " is " + clean(roleOf(v, v.leader)),
+               kExitNoActive;
+    return summary = "active: " + clean(v.leader), 0;
+}
+
+std::string whoAmI() {
+    std::string user;
+    if (const char* sudo = std::getenv("SUDO_USER"); sudo && *sudo) user = sudo;
+    if (user.empty())
+        if (const passwd* pw = getpwuid(geteuid())) user = pw->pw_name;
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    return (user.empty() ? "?" : user) + "@" + host;
+}
+
+std::string requestId() {
+    std::random_device rd;
+    std::uniform_int_distribution<unsigned> hex(0, 15);
+    std::string id;
+    for (int i = 0; i < 16; ++i) id += "0123456789abcdef"[hex(rd)];
+    return id;
+}
+
+double elapsedMs(TimePoint since) {
+    return std::chrono::duration<double, std::milli>(sd::EventLoop::now() - since).count();
+}
+
+std::string pausedText(const store::ClusterPause& p) {
+    std::string s = "the cluster is paused";
+    if (!p.by.empty()) s += " by " + clean(p.by);
+    if (p.sinceUsec) s += " since " + since(p.sinceUsec);
+    return s;
+}
+
+/** A request through the store: written on a lease of promctl's own (so that it and its reply
+ *  vanish when promctl is done or dies), then the cluster polled until done() says it is over. */
+class Request {
+public:
+    Request(EtcdSession& s, Millis wait) : m_s(s), m_wait(wait) {}
+    ~Request() {
+        if (m_lease)
+            (void)m_s.wait<Ok>([&](auto done) { m_s.etcd().revokeLease(m_lease, std::move(done)); });
+    }
+
+    Result<Ok> send(store::ControlRequest r) {
+        auto ttl = std::chrono::duration_cast<Millis>(m_wait) + Millis(10000);
+        auto lease = m_s.wait<store::Lease>([&](auto done) { m_s.etcd().grantLease(ttl, std::move(done)); });
+        if (!lease) return lease.error();
+        m_lease = lease->id;
+        r.id = m_id = requestId();
+        r.by = whoAmI();
+        m_sent = sd::EventLoop::now();
+        return m_s.wait<Ok>([&](auto done) { m_s.etcd().putRequest(r, m_lease, std::move(done)); });
+    }
+
+    const std::string& id() const { return m_id; }
+    TimePoint sent() const { return m_sent; }
+    bool expired() const { return sd::EventLoop::now() - m_sent >= m_wait; }
+
+private:
+    EtcdSession& m_s;
+    Millis m_wait;
+    std::int64_t m_lease = 0;
+    std::string m_id;
+    TimePoint m_sent{};
+};
+
+/** Whether a reply says no; prints it. */
+bool refused(const ClusterView& v, const Request& r, const std::string& what) {
+    auto it = v.control.replies.find(r.id());
+    if (it == v.control.replies.end() || it->second.ok) return false;
+    std::fprintf(stderr, "promctl: %s refused: %s\n", what.c_str(), clean(it->second.message).c_str());
+    return true;
+}
+
+Result<ClusterView> readOrSay(EtcdSession& s, const config::Config& c) {
+    auto v = readCluster(s, c);
+    if (!v) std::fprintf(stderr, "promctl: the store is unreachable: %s\n", clean(v.error().message).c_str());
+    return v;
+}
+
+/** Waits for an active other than from with a newer token, after its ensure-active. */
+int awaitNewActive(EtcdSession& s, const config::Config& c, Request& req, const std::string& what, const std::string& from,
+                   std::int64_t token, const std::string& target) {
+    while (!req.expired()) {
+        s.pause(kPoll);
+        auto v = readCluster(s, c);
+        if (!v) continue;  // a store blip while waiting: the deadline decides
+        if (refused(*v, req, what)) return kExitFailed;
+        if (v->leader.empty() || v->leader == from || v->token <= token || roleOf(*v, v->leader) != "active") continue;
+        const double ms = elapsedMs(req.sent());
+        if (!target.empty() && v->leader != target) {
+            std::fprintf(stderr, "promctl: %s: %s -> %s (token %lld) in %.0f ms, not %s as asked\n", what.c_str(),
+                         clean(from).c_str(), clean(v->leader).c_str(), static_cast<long long>(v->token), ms,
+                         clean(target).c_str());
+            return kExitFailed;
+        }
+        std::printf("%s -> %s (token %lld) in %.0f ms\n", clean(from).c_str(), clean(v->leader).c_str(),
+                    static_cast<long long>(v->token), ms);
+        return 0;
+    }
+    auto v = readCluster(s, c);
+    std::string now = !v ? "the store is unreachable" : v->leader.empty() ? "no leader" : "leader " + clean(v->leader);
+    bool answered = v && v->control.replies.count(req.id());
+    std::fprintf(stderr, "promctl: %s: no new active within %.0f ms (%s; %s)\n", what.c_str(), elapsedMs(req.sent()),
+                 answered ? ("replica " + clean(from) + " accepted the request").c_str()
+                          : ("replica " + clean(from) + " did not answer the request").c_str(),
+                 now.c_str());
+    return kExitFailed;
+}
+
+}  // namespace
+
+int clusterStatus(const config::Config& c, Millis timeout, bool asJson, const std::map<std::string, LocalDetail>& local) {
+    auto view = readCluster(c, timeout);
+    std::string summary = "the store is unreachable";
+    int code = view ? verdict(*view, c, summary) : kExitStoreUnavailable;
+    if (asJson) {
+        using json::quote;
+        std::string out = "{\"app\":" + quote(c.appName) + ",\"store\":" + quote(view ? "ok" : "unreachable");
+        if (!view) {
+            out += ",\"error\":" + quote(view.error().message);
+        } else {
+            out += ",\"leader\":" + quote(view->leader) + ",\"token\":" + std::to_string(view->token);
+            const auto& p = view->control.pause;
+            out += std::string(",\"cluster_paused\":") + (p.paused ? "true" : "false");
+            if (p.paused) out += ",\"paused_by\":" + quote(p.by) + ",\"paused_since_usec\":" + std::to_string(p.sinceUsec);
+        }
+        out += ",\"replicas\":[";
+        for (std::size_t k = 0; k < c.replicas.size(); ++k) {
+            const auto& id = c.replicas[k];
+            out += std::string(k ? "," : "") + "{\"id\":" + quote(id) + ",\"role\":" + quote(view ? roleOf(*view, id) : "?");
+            if (view)
+                if (auto it = view->up.find(id); it != view->up.end()) {
+                    const auto& m = it->second;
+                    out += ",\"host\":" + quote(m.host) + ",\"pid\":" + std::to_string(m.pid) + ",\"token\":" +
+                           std::to_string(m.token) + ",\"since_usec\":" + std::to_string(m.sinceUsec) +
+                           ",\"mode\":" + quote(m.mode) + ",\"paused\":" + (m.paused ? "true" : "false") +
+                           ",\"version\":" + quote(m.version) + ",\"last_error\":" + quote(m.lastError);
+                }
+            if (auto it = local.find(id); it != local.end()) {
+                const LocalDetail& l = it->second;
+                out += ",\"local\":{\"answered\":" + std::string(l.answered ? "true" : "false");
+                if (l.answered)
+                    out += ",\"role\":" + quote(l.role) + ",\"store_healthy\":" + (l.storeHealthy ? "true" : "false") +
+                           ",\"last_error\":" + quote(l.lastError);
+                else
+                    out += ",\"error\":" + quote(l.error);
+                out += "}";
+            }
+            out += "}";
+        }
+        out += "],\"summary\":" + quote(summary) + ",\"exit\":" + std::to_string(code) + "}";
+        std::printf("%s\n", out.c_str());
+        return code;
+    }
+    if (view) {
+        const auto& p = view->control.pause;
+        std::string paused = !p.paused ? "" : ", CLUSTER PAUSED" + (p.by.empty() ? "" : " by " + clean(p.by)) +
+                                                  (p.sinceUsec ? " since " + since(p.sinceUsec) : "");
+        std::printf("app %s, store %s, leader %s, token %lld%s\n", clean(c.appName).c_str(), clean(view->store).c_str(),
+                    view->leader.empty() ? "none" : clean(view->leader).c_str(), static_cast<long long>(view->token),
+                    paused.c_str());
+    } else {
+        std::printf("app %s, store unreachable: %s\n", clean(c.appName).c_str(), clean(view.error().message).c_str());
+    }
+    std::printf("%-10s %-10s %-16s %-8s %-8s %-19s %-6s %-6s %-8s %-10s %s\n", "REPLICA", "ROLE", "HOST", "PID", "TOKEN",
+                "SINCE", "MODE", "PAUSED", "VERSION", "LOCAL", "LAST-ERROR");
+    for (const auto& id : c.replicas) {
+        store::MemberInfo m;
+        if (view)
+            if (auto it = view->up.find(id); it != view->up.end()) m = it->second;
+        std::string localRole = "-", lastError = m.lastError;
+        if (auto it = local.find(id); it != local.end()) {
+            localRole = it->second.answered ? it->second.role : "NO-REPLY";
+            // This node's daemon knows better (and sees the store's health from here).
+            lastError = it->second.answered ? it->second.lastError : it->second.error;
+        }
+        const bool up = view && view->up.count(id);
+        auto dash = [&](const std::string& s) { return up && !s.empty() ? clean(s) : std::string("-"); };
+        std::printf("%-10s %-10s %-16s %-8s %-8s %-19s %-6s %-6s %-8s %-10s %s\n", clean(id).c_str(),
+                    clean(view ? roleOf(*view, id) : "?").c_str(), dash(m.host).c_str(),
+                    up && m.pid ? std::to_string(m.pid).c_str() : "-", up && m.token ? std::to_string(m.token).c_str() : "-",
+                    up ? since(m.sinceUsec).c_str() : "-", dash(m.mode).c_str(), up ? (m.paused ? "yes" : "no") : "-",
+                    dash(m.version).c_str(), clean(localRole).c_str(), fitLastColumn(clean(lastError), 111).c_str());
+    }
+    std::fprintf(code ? stderr : stdout, "%s\n", summary.c_str());
+    return code;
+}
+
+int clusterSwitchover(const config::Config& c, const std::string& target, Millis timeout) {
+    if (!target.empty() && !known(c, target)) {
+        std::fprintf(stderr, "promctl: %s is not a replica of %s\n", clean(target).c_str(), clean(c.appName).c_str());
+        return kExitInvalid;
+    }
+    EtcdSession s(c, timeout);
+    auto v = readOrSay(s, c);
+    if (!v) return kExitStoreUnavailable;
+    if (v->control.pause.paused) {
+        std::fprintf(stderr, "promctl: %s: no switchover (promctl -c CONFIG resume --cluster ends it)\n",
+                     pausedText(v->control.pause).c_str());
+        return kExitInvalid;
+    }
+    const std::string from = v->leader;
+    if (from.empty() || roleOf(*v, from) != "active") {
+        std::fprintf(stderr, "promctl: no replica is active%s: nothing to switch over\n",
+                     from.empty() ? "" : (" (the leader " + clean(from) + " is " + clean(roleOf(*v, from)) + ")").c_str());
+        return kExitNoActive;
+    }
+    if (!target.empty()) {
+        std::string why;
+        if (target == from)
+            why = "is the active already";
+        else if (!v->up.count(target))
+            why = "is down (no member key in the store)";
+        else if (v->up[target].paused)
+            why = "is paused (promctl -c CONFIG resume " + clean(target) + " ends it)";
+        else if (roleOf(*v, target) != "passive")
+            why = "is " + clean(roleOf(*v, target)) + ", not passive";
+        if (!why.empty()) {
+            std::fprintf(stderr, "promctl: replica %s %s: not switching over to it\n", clean(target).c_str(), why.c_str());
+            return kExitInvalid;
+        }
+    }
+    if (target.empty()) {
+        bool candidate = false;
+        for (const auto& [id, m] : v->up) candidate = candidate || (known(c, id) && roleOf(*v, id) == "passive" && !m.paused);
+        if (!candidate) {
+            std::fprintf(stderr, "promctl: no live, unpaused passive replica to take over: not switching over\n");
+            return kExitInvalid;
+        }
+    }
+    Request req(s, std::max(kMinWait, timeout));
+    store::ControlRequest r;
+    r.op = store::ControlOp::Switchover;
+    r.target = target;
+    r.token = v->token;
+    if (auto sent = req.send(r); !sent) {
+        std::fprintf(stderr, "promctl: writing the request failed: %s\n", clean(sent.error().message).c_str());
+        return kExitStoreUnavailable;
+    }
+    return awaitNewActive(s, c, req, "switchover", from, v->token, target);
+}
+
+int clusterResign(const config::Config& c, Millis timeout) {
+    EtcdSession s(c, timeout);
+    auto v = readOrSay(s, c);
+    if (!v) return kExitStoreUnavailable;
+    const std::string from = v->leader;
+    if (from.empty()) {
+        std::fprintf(stderr, "promctl: no replica is active: nothing to resign\n");
+        return kExitNoActive;
+    }
+    if (v->control.pause.paused)
+        std::fprintf(stderr, "promctl: warning: %s: no replica takes over until it is resumed\n",
+                     pausedText(v->control.pause).c_str());
+    Request req(s, std::max(kMinWait, timeout));
+    store::ControlRequest r;
+    r.op = store::ControlOp::Resign;
+    r.token = v->token;
+    if (auto sent = req.send(r); !sent) {
+        std::fprintf(stderr, "promctl: writing the request failed: %s\n", clean(sent.error().message).c_str());
+        return kExitStoreUnavailable;
+    }
+    return awaitNewActive(s, c, req, "resign", from, v->token, "");
+}
+
+int clusterPause(const config::Config& c, bool pause, bool cluster, const std::string& replica, Millis timeout) {
+    const char* what = pause ? "pause" : "resume";
+    if (!cluster && !known(c, replica)) {
+        std::fprintf(stderr, "promctl: %s is not a replica of %s\n", clean(replica).c_str(), clean(c.appName).c_str());
+        return kExitInvalid;
+    }
+    EtcdSession s(c, timeout);
+    auto v = readOrSay(s, c);
+    if (!v) return kExitStoreUnavailable;
+    const Millis wait = std::max(timeout, Millis(5000));
+    if (cluster) {
+        store::ClusterPause p{pause, whoAmI(), realtimeUsec()};
+        if (auto put = s.wait<Ok>([&](auto done) { s.etcd().putPause(p, std::move(done)); }); !put) {
+            std::fprintf(stderr, "promctl: writing the cluster pause failed: %s\n", clean(put.error().message).c_str());
+            return kExitStoreUnavailable;
+        }
+        // Written: it holds for every replica from its next read or watch event. Report who shows it.
+        const TimePoint start = sd::EventLoop::now();
+        std::set<std::string> waiting;
+        while (true) {
+            auto now = readCluster(s, c);
+            waiting.clear();
+            if (now)
+                for (const auto& [id, m] : now->up)
+                    if (pause && !m.paused) waiting.insert(id);
+            if ((now && waiting.empty()) || sd::EventLoop::now() - start >= wait) break;
+            s.pause(kPoll);
+        }
+        std::printf("cluster %s (control/pause in the store)%s\n", pause ? "paused: no takeover, no demotion on failed checks"
+                                                                          : "resumed",
+                    waiting.empty() ? "" : ", not yet shown by:");
+        for (const auto& id : waiting) std::printf("  replica %s\n", clean(id).c_str());
+        return 0;
+    }
+    if (!v->up.count(replica)) {
+        std::fprintf(stderr, "promctl: replica %s is down (no member key in the store)\n", clean(replica).c_str());
+        return kExitInvalid;
+    }
+    Request req(s, wait);
+    store::ControlRequest r;
+    r.op = pause ? store::ControlOp::Pause : store::ControlOp::Resume;
+    r.target = replica;
+    if (auto sent = req.send(r); !sent) {
+        std::fprintf(stderr, "promctl: writing the request failed: %s\n", clean(sent.error().message).c_str());
+        return kExitStoreUnavailable;
+    }
+    while (!req.expired()) {
+        s.pause(kPoll);
+        auto now = readCluster(s, c);
+        if (!now) continue;
+        if (refused(*now, req, what)) return kExitFailed;
+        if (now->control.replies.count(req.id())) {
+            std::printf("%s: done (replica %s)\n", what, clean(replica).c_str());
+            return 0;
+        }
+    }
+    std::fprintf(stderr, "promctl: %s: replica %s did not answer within %.0f ms\n", what, clean(replica).c_str(),
+                 elapsedMs(req.sent()));
+    return kExitFailed;
+}
+
+}  // namespace prom::ctl

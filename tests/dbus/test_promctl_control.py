@@ -1,0 +1,94 @@
+"""promctl -c CONFIG moves the cluster through the store from a node that hosts none of its
+replicas (an empty bus): switchover returns once the target ran ensure-active; resign hands the
+role on; a replica paused through the store is refused as a switchover target; a request
+written for an older fencing token is not obeyed by the current active; the cluster-wide pause
+is kept in the store, so that after a restart of every prom no replica takes over until
+`resume --cluster`, and then one does."""
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import Test, log, post, wait_for  # noqa: E402
+
+with Test("promctl-control") as t:
+    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
+    os.environ["DBUS_SESSION_BUS_ADDRESS"] = t.session_bus()
+    elsewhere = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=t.session_bus())
+
+    etcd = t.etcd(1)
+    c = t.cluster(etcd, replicas=3, bus="session")
+    c.start()
+    a = c.wait_one_active(10)
+    conf = c.conf(a)
+
+    def ctl(*args):
+        r = subprocess.run([promctl, "--bus", "session", "-c", conf, *args], capture_output=True, text=True, timeout=60,
+                           env=elsewhere)
+        log(f"promctl {' '.join(args)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
+        return r
+
+    def status():
+        return json.loads(ctl("status", "--json").stdout)
+
+    def roles(doc):
+        return {x["id"]: x for x in doc["replicas"]}
+
+    # The member key says "active" once ensure-active ran and the key was rewritten.
+    wait_for(lambda: status()["exit"] == 0, 5, "the store showing one active")
+
+    # Switchover from elsewhere: it returns once the target is active (its ensure-active ran).
+    b = next(i for i in c.ids if i != a)
+    r = ctl("switchover", b)
+    assert r.returncode == 0 and f"{a} -> {b} (token" in r.stdout, r
+    assert c.actives() == [b], f"promctl returned before {b}'s ensure-active: actives {c.actives()}"
+
+    # Resign from elsewhere: another replica takes over, and promctl says which.
+    r = ctl("resign")
+    assert r.returncode == 0 and r.stdout.startswith(f"{b} -> "), r
+    a = r.stdout.split()[2]
+    assert a != b and c.actives() == [a], (r.stdout, c.actives())
+
+    # A replica paused through the store is shown paused and refused as a target.
+    p = next(i for i in c.ids if i != a)
+    r = ctl("pause", p)
+    assert r.returncode == 0, r
+    assert roles(status())[p]["paused"] is True
+    before = open(c.history).read()
+    r = ctl("switchover", p)
+    assert r.returncode == 2 and "paused" in r.stderr, r
+    assert ctl("resume", p).returncode == 0
+    wait_for(lambda: roles(status())[p]["paused"] is False, 5, f"replica {p} resumed")
+
+    # A request for an older token (the active changed since it was written) is not obeyed.
+    old = status()["token"] - 1
+    key = f"/prom/itest/control/requests/stale{old}"
+    value = json.dumps({"op": "resign", "token": old, "by": "test"})
+    post(etcd.endpoints[0] + "/v3/kv/put", {"key": base64.b64encode(key.encode()).decode(),
+                                            "value": base64.b64encode(value.encode()).decode()}, 2)
+    time.sleep(2.0)
+    assert c.actives() == [a] and open(c.history).read() == before, "a request for another token was obeyed"
+
+    # The cluster pause: kept in the store, so it outlives a restart of every prom.
+    r = ctl("pause", "--cluster")
+    assert r.returncode == 0 and "cluster paused" in r.stdout, r
+    doc = status()
+    assert doc["cluster_paused"] is True and all(x["paused"] for x in doc["replicas"]), doc
+    r = ctl("switchover")
+    assert r.returncode == 2 and "paused" in r.stderr, r
+    c.stop()  # the active hands over as it stops; paused, nobody takes over
+    c.start()
+    time.sleep(3 * 2.0)
+    doc = status()
+    log(f"after a restart of every prom, paused: actives {c.actives()}, exit {doc['exit']}")
+    assert c.actives() == [] and doc["exit"] == 3 and doc["cluster_paused"] is True, (c.actives(), doc)
+    wait_for(lambda: all(x.get("paused") for x in roles(status()).values()), 5, "every restarted replica paused")
+    r = ctl("resume", "--cluster")
+    assert r.returncode == 0 and "resumed" in r.stdout, r
+    c.wait_one_active(10)
+    wait_for(lambda: status()["exit"] == 0, 5, "the store showing one active")
+    c.check_history()
+    t.ok = True
