@@ -46,6 +46,7 @@ void DbusReplica::update(const ReplicaState& s) {
     if (s.paused != m_state.paused) m_dirty.insert("Paused");
     if (s.lastTransitionUSec != m_state.lastTransitionUSec) m_dirty.insert("LastTransitionUSec");
     if (s.lastError != m_state.lastError) m_dirty.insert("LastError");
+    if (s.lastErrorUSec != m_state.lastErrorUSec) m_dirty.insert("LastErrorUSec");
     if (s.peerSupport != m_state.peerSupport) m_dirty.insert("PeerSupport");
     m_state = s;
 }

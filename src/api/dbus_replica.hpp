@@ -48,6 +48,7 @@ private:
     bool Paused() override { return m_state.paused; }
     uint64_t LastTransitionUSec() override { return m_state.lastTransitionUSec; }
     std::string LastError() override { return m_state.lastError; }
+    uint64_t LastErrorUSec() override { return m_state.lastErrorUSec; }
     std::string Mode() override { return m_state.mode; }
     uint32_t PeerSupport() override { return m_state.peerSupport; }
 

@@ -14,6 +14,8 @@ struct ReplicaState {
     bool paused = false;
     std::uint64_t lastTransitionUSec = 0;
     std::string lastError;
+    /** CLOCK_REALTIME µs since lastError has held its text (first occurrence); 0 when it is empty. */
+    std::uint64_t lastErrorUSec = 0;
     std::string mode = "lease";     ///< fast mode: "fast" (prom(8) FAST MODE)
     std::uint32_t peerSupport = 0;  ///< fast mode: peers supporting this replica's epoch
     bool operator==(const ReplicaState&) const = default;

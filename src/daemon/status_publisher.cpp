@@ -14,13 +14,29 @@ void StatusPublisher::push() {
     m_sinks.properties(m_status);
 }
 
+void StatusPublisher::setError(const std::string& message) {
+    std::string clean = text::sanitize(message, 300);
+    // An operator asks "since when": the same text repeated through an outage keeps the time it
+    // first appeared, so only a new text (or clearing) moves LastErrorUSec.
+    if (clean == m_status.lastError) return;
+    m_status.lastError = std::move(clean);
+    m_status.lastErrorUSec = m_status.lastError.empty() || !m_sinks.realtimeUsec ? 0 : m_sinks.realtimeUsec();
+}
+
 void StatusPublisher::storeHealth(bool healthy, const std::string& error) {
+    const bool sameOutage = !healthy && !m_status.storeHealthy && m_storeError;
     m_status.storeHealthy = healthy;
     if (!healthy) {
-        m_status.lastError = text::sanitize(error, 300);
+        // One outage is one error: its requests fail in turn, each naming itself ("etcd kv/range
+        // failed ...", "etcd lease/keepalive failed ...", twice a second with etcd down), and a
+        // time that followed the text would make every outage look a second old. The text shows
+        // the latest failure, the time when the store stopped answering.
+        const std::uint64_t outageSince = m_status.lastErrorUSec;
+        setError(error);
+        if (sameOutage && outageSince != 0 && !m_status.lastError.empty()) m_status.lastErrorUSec = outageSince;
         m_storeError = true;
     } else if (m_storeError) {
-        m_status.lastError.clear();
+        setError("");
         m_storeError = false;
     }
     push();
@@ -67,7 +83,7 @@ bool StatusPublisher::apply(const core::Effect& effect) {
         return true;
     }
     if (auto* e = std::get_if<core::PublishError>(&effect)) {
-        m_status.lastError = text::sanitize(e->message, 300);
+        setError(e->message);
         log::warning(m_status.lastError);
         m_storeError = false;
         push();

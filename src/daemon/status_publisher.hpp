@@ -27,7 +27,8 @@ public:
 
     /** Publishes a publish effect; false when the effect is not one. */
     bool apply(const core::Effect& effect);
-    /** The store's health changed (StoreDriver): an error while unhealthy, cleared on recovery. */
+    /** The store's health changed (StoreDriver): an error while unhealthy, cleared on recovery;
+     *  LastErrorUSec is the start of the outage, whatever its failures' texts. */
     void storeHealth(bool healthy, const std::string& error);
     /** After every batch of events: properties that follow the core (leader, token, paused). */
     void refresh(const core::Election& election);
@@ -37,6 +38,9 @@ public:
 
 private:
     void push();
+    /** Sets LastError (sanitised) and its time: new for a new text, kept while the text
+     *  repeats, 0 when cleared. */
+    void setError(const std::string& message);
 
     StatusSinks m_sinks;
     Status m_status;

@@ -135,6 +135,12 @@ std::string renderMetrics(const Snapshot& s, Format format) {
     w.sample("prom_store_healthy", {}, s.storeHealthy ? "1" : "0");
     w.family("prom_paused", "gauge", "1 while this replica is paused (no actions, no campaigns).");
     w.sample("prom_paused", {}, s.paused ? "1" : "0");
+    // A timestamp, not an age, as Prometheus advises (time() - x is the age in PromQL and stays
+    // right between scrapes); always present, 0 without an error, so alerts need no absent().
+    w.family("prom_last_error_timestamp_seconds", "gauge",
+             "When the current last error (D-Bus LastError) first appeared, in seconds since the epoch; 0 when there "
+             "is none.");
+    w.sample("prom_last_error_timestamp_seconds", {}, number(static_cast<double>(s.lastErrorUSec) / 1e6));
     w.family("prom_lease_remaining_seconds", "gauge",
              "Time left before the active demotes itself on its own clock unless a keepalive is acknowledged (active "
              "only).");

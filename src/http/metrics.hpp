@@ -63,6 +63,8 @@ struct Snapshot {
     std::uint64_t fencingToken = 0;
     bool storeHealthy = false;
     bool paused = false;
+    /** CLOCK_REALTIME µs since the last error (LastErrorUSec on D-Bus); 0 when there is none. */
+    std::uint64_t lastErrorUSec = 0;
     /** Time left before the active demotes on its own clock (lease deadline); none when not active. */
     std::optional<double> leaseRemainingSeconds;
     Counters counters;

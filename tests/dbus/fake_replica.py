@@ -12,7 +12,8 @@ from dbus.mainloop.glib import DBusGMainLoop  # noqa: E402
 from gi.repository import GLib  # noqa: E402
 
 IFACE = "org.prom.Prom1.Replica"
-TYPES = {"FencingToken": dbus.UInt64, "LastTransitionUSec": dbus.UInt64, "StoreHealthy": dbus.Boolean, "Paused": dbus.Boolean}
+TYPES = {"FencingToken": dbus.UInt64, "LastTransitionUSec": dbus.UInt64, "LastErrorUSec": dbus.UInt64,
+         "StoreHealthy": dbus.Boolean, "Paused": dbus.Boolean}
 
 
 class Replica(dbus.service.Object):

@@ -3,6 +3,7 @@ like the system bus (method calls denied by default) plus the shipped policy fil
 dbus/org.prom.Prom1.conf: properties, PropertiesChanged, RoleChanged, each method's success
 and named errors, and denial for an unprivileged caller."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,13 +67,18 @@ class Bus:
         return r
 
     def prop(self, replica, name, user=None):
-        out = self.busctl("get-property", f"org.prom.Prom1.Replica_{replica}", PATH, IFACE, name, user=user).stdout.split(" ", 1)
-        kind, value = out[0], out[1].strip()
-        if kind == "s":
-            return value.strip('"')
-        if kind == "b":
-            return value == "true"
-        return int(value)
+        return self.props(replica, name, user=user)[0]
+
+    def props(self, replica, *names, user=None):
+        """Several properties in one call, so that they are read from one state of the daemon."""
+        out = []
+        lines = self.busctl("get-property", f"org.prom.Prom1.Replica_{replica}", PATH, IFACE, *names, user=user).stdout
+        for line in lines.splitlines():
+            kind, value = line.split(" ", 1)
+            value = value.strip()
+            out.append(value.strip('"') if kind == "s" else value == "true" if kind == "b" else int(value))
+        assert len(out) == len(names), lines
+        return out
 
     def call(self, replica, method, *args, user=None):
         sig = ["s", *args] if args else []
@@ -86,6 +92,7 @@ class Bus:
 with Test("dbus-api") as t:
     etcd = t.etcd(1)
     bus = Bus(t.dir)
+    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
     monitor_out = open(os.path.join(t.dir, "monitor.txt"), "w")
     monitor = subprocess.Popen(["dbus-monitor", "--address", bus.address, f"type='signal',interface='{IFACE}'",
                                 "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'"],
@@ -110,6 +117,8 @@ with Test("dbus-api") as t:
         assert bus.prop(active, "StoreHealthy") is True
         assert bus.prop(active, "Paused") is False
         assert abs(bus.prop(active, "LastTransitionUSec") / 1e6 - time.time()) < 60
+        # No error yet: LastError is "" and its time 0 (not the time of start or of a transition).
+        assert bus.props(active, "LastError", "LastErrorUSec") == ["", 0]
         log(f"properties ok: {active} active with token {token}")
 
         # Pause / Resume and PropertiesChanged
@@ -155,12 +164,34 @@ with Test("dbus-api") as t:
         c.check_history()
 
         # StoreUnavailable: the store is gone but the active has not reached its deadline yet
+        killed = time.time()
         etcd.kill(0)
         wait_for(lambda: bus.prop(active, "StoreHealthy") is False, 5, "StoreHealthy to turn false")
         r = subprocess.run(["dbus-send", "--bus=" + bus.address, "--print-reply", f"--dest=org.prom.Prom1.Replica_{active}",
                             PATH, f"{IFACE}.Resign"], capture_output=True, text=True)
         assert "org.prom.Prom1.Error.StoreUnavailable" in r.stderr or "NotActive" in r.stderr, r.stderr
         assert bus.prop(active, "LastError") != ""
+        # LastErrorUSec: when the store stopped answering (after the kill, not later than now), and
+        # it stays there while the failing requests take turns in LastError's text.
+        since = bus.prop(active, "LastErrorUSec")
+        assert killed <= since / 1e6 <= time.time(), (killed, since)
+        texts = set()
+        for _ in range(6):
+            time.sleep(0.4)
+            error, usec = bus.props(active, "LastError", "LastErrorUSec")
+            texts.add(error)
+            assert error.startswith("etcd ") and usec == since, (since, usec, texts)
+        log(f"LastErrorUSec {since} held through {len(texts)} texts: {texts}")
+        # promctl status shows the error's age in LAST-ERROR.
+        r = subprocess.run([promctl, "--bus", "session", "status"], capture_output=True, text=True, timeout=20)
+        row = next(line for line in r.stdout.splitlines() if line.split()[0] == active)
+        m = re.search(r"\[(\d+)s ago\] etcd ", row)
+        assert m and abs(int(m.group(1)) - (time.time() - since / 1e6)) <= 2, r.stdout
+        log(f"promctl status: {row}")
+        # Recovery clears LastError and its time (read together: a new error may follow at once).
+        etcd.start(0)
+        wait_for(lambda: bus.props(active, "StoreHealthy", "LastError", "LastErrorUSec") == [True, "", 0], 20,
+                 "StoreHealthy with LastError and LastErrorUSec cleared after etcd is back")
 
         time.sleep(0.5)
         monitor.send_signal(signal.SIGINT)
@@ -170,6 +201,7 @@ with Test("dbus-api") as t:
         for old, new in (("active", "demoting"), ("demoting", "passive"), ("passive", "promoting"), ("promoting", "active")):
             assert f'string "{old}"\n   string "{new}"' in text, f"no RoleChanged {old} -> {new}:\n{text[-3000:]}"
         assert 'string "Paused"' in text and 'string "Role"' in text and 'string "FencingToken"' in text
+        assert 'string "LastErrorUSec"' in text
         log("PropertiesChanged and RoleChanged seen on the bus")
     finally:
         if monitor.poll() is None:

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import signal
 import struct
 import subprocess
@@ -62,6 +63,32 @@ with Test("promctl") as t:
     assert b"\x1b" not in raw and b"\x07" not in raw and "\u009b".encode() not in raw, raw
     assert "\\x1b]0;owned\\x07\\x1b[2J\\xc2\\x9b31m\\x0aFAKE ROW" in out, out
     assert len(out.strip().splitlines()) == 4, out  # header, 2 rows, summary: no injected row
+    assert "ago]" not in out, out  # no LastErrorUSec (a daemon before it existed): the text alone
+
+    # LAST-ERROR starts with the error's age from LastErrorUSec, in at most two units; the
+    # margins let the check pass however long the fakes take to start.
+    def aged(replica, seconds_ago, error="store unreachable"):
+        return dict(props(replica, "passive", "0", error=error), LastErrorUSec=int((time.time() - seconds_ago) * 1e6))
+
+    fake("0", dict(props("0", "active", "0"), LastErrorUSec=0))
+    fake("1", aged("1", 2 * 86400 + 3 * 3600 + 30))
+    fake("2", aged("2", 5 * 3600 + 7 * 60 + 10))
+    fake("3", aged("3", 3 * 60 + 12))
+    code, out, err, took, raw = status()
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    assert rows["1"].endswith(" [2d3h ago] store unreachable"), out
+    assert rows["2"].endswith(" [5h7m ago] store unreachable"), out
+    assert re.search(r" \[3m1[2-9]s ago\] store unreachable$", rows["3"]), out
+    fake("1", aged("1", 5 * 3600 + 20))
+    fake("2", aged("2", -100))  # the clock was stepped back since: no negative age
+    fake("3", aged("3", 0, error=""))  # no error, whatever the time says
+    code, out, err, took, raw = status()
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    assert rows["1"].endswith(" [5h ago] store unreachable"), out
+    assert rows["2"].endswith(" [0s ago] store unreachable"), out
+    assert "ago" not in rows["3"] and "ago" not in rows["0"], out
+    stop("2")
+    stop("3")
 
     # A frozen daemon: its row says so, the other rows are there, and it costs one timeout.
     frozen = fake("2", props("2", "passive", "0"))

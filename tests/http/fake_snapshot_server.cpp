@@ -1,7 +1,7 @@
 // Test helper: prom's http::Server on an sd-event loop with a fake snapshot that the test steers
 // through stdin ("role active", "store 0|1", "running 0|1", "action ensure-active 1 0.2",
-// "store-latency 0.003", "lease 2.5"). Prints "port N" once listening; a listen failure is
-// printed as "error: ..." with exit status 1. Ends on EOF of stdin.
+// "store-latency 0.003", "lease 2.5", "last-error USEC"). Prints "port N" once listening; a
+// listen failure is printed as "error: ..." with exit status 1. Ends on EOF of stdin.
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -66,6 +66,8 @@ int main(int argc, char** argv) {
                 double seconds;
                 line >> kind >> ok >> seconds;
                 snap.counters.actionFinished(kind, ok, seconds);
+            } else if (cmd == "last-error") {
+                line >> snap.lastErrorUSec;
             } else if (cmd == "store-latency") {
                 double s;
                 line >> s;

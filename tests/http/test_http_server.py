@@ -77,9 +77,12 @@ try:
     f.say("running 0")
     assert fetch(port, "/health")[0] == 503 and fetch(port, "/active")[0] == 503
     f.say("running 1")
+    # No error: the last-error gauge is there, at 0 (an alert needs no absent()).
+    assert samples(parse_prometheus(fetch(port, "/metrics")[2]))[("prom_last_error_timestamp_seconds", ())] == 0
 
     f.say("token 42")
     f.say("lease 2.5")
+    f.say("last-error 1795857293250000")
     f.say("action ensure-active 1 0.2")
     f.say("action ensure-active 0 3")
     f.say("action ensure-passive 1 0.004")
@@ -101,6 +104,7 @@ try:
         assert s[("prom_role_transitions_total", ())] == 1
         assert s[("prom_store_healthy", ())] == 1
         assert s[("prom_lease_remaining_seconds", ())] == 2.5
+        assert s[("prom_last_error_timestamp_seconds", ())] == 1795857293.25
         assert s[("prom_build_info", (("app", 'fake"app\\'), ("replica", "0"), ("version", "test")))] == 1
         assert s[("prom_action_runs_total", (("action", "ensure-active"),))] == 2
         assert s[("prom_action_failures_total", (("action", "ensure-active"),))] == 1

@@ -200,6 +200,85 @@ TEST(StatusPublisher, StoreRecoveryClearsOnlyTheStoresError) {
     EXPECT_EQ(p.status().lastError, "ensure-active failed (1/3): exit 1");
 }
 
+// LastErrorUSec says since when the error has stood: a repetition of the same text keeps the
+// first time, a new text gets its own, recovery clears both. A store outage is one error
+// however its failures are worded (see StoreOutageKeepsItsStartWhileTheFailingRequestsTakeTurns).
+TEST(StatusPublisher, LastErrorTimeIsTheFirstOccurrenceOfItsTextAndZeroWhenCleared) {
+    std::uint64_t now = 1000;
+    std::vector<daemon::Status> pushed;
+    daemon::StatusSinks sinks;
+    sinks.properties = [&](const daemon::Status& s) { pushed.push_back(s); };
+    sinks.realtimeUsec = [&] { return now; };
+    daemon::StatusPublisher p(sinks);
+    EXPECT_EQ(p.status().lastErrorUSec, 0u);
+
+    p.storeHealth(false, "etcd: connection refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 1000u);
+    now = 2000;
+    p.storeHealth(false, "etcd: connection refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 1000u) << "a repeated error keeps the time it began";
+    ASSERT_FALSE(pushed.empty());
+    EXPECT_EQ(pushed.back().lastErrorUSec, 1000u) << "the time reaches the D-Bus properties";
+    now = 4000;
+    p.storeHealth(true, "");
+    EXPECT_EQ(p.status().lastError, "");
+    EXPECT_EQ(p.status().lastErrorUSec, 0u);
+    EXPECT_EQ(pushed.back().lastErrorUSec, 0u);
+
+    // The same for errors from the core (actions), which recovery of the store does not clear.
+    now = 5000;
+    p.apply(core::PublishError{"ensure-active failed (1/3): exit 1"});
+    EXPECT_EQ(p.status().lastErrorUSec, 5000u);
+    now = 6000;
+    p.apply(core::PublishError{"ensure-active failed (1/3): exit 1"});
+    EXPECT_EQ(p.status().lastErrorUSec, 5000u);
+    p.storeHealth(true, "");
+    EXPECT_EQ(p.status().lastErrorUSec, 5000u);
+    now = 7000;
+    p.apply(core::PublishError{"ensure-active failed (2/3): exit 1"});
+    EXPECT_EQ(p.status().lastErrorUSec, 7000u);
+    // A store error after an action error is a new error, then its recovery clears it.
+    now = 8000;
+    p.storeHealth(false, "etcd: connection refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 8000u);
+    p.storeHealth(true, "");
+    EXPECT_EQ(p.status().lastErrorUSec, 0u);
+}
+
+// With etcd down the failing requests take turns ("etcd kv/range failed ...", "etcd
+// lease/keepalive failed ...", seen twice a second in tests/dbus/test_dbus_api.py): LastError
+// shows the latest, LastErrorUSec stays at the start of the outage. An action's error in between
+// is a new error, and so is the next outage.
+TEST(StatusPublisher, StoreOutageKeepsItsStartWhileTheFailingRequestsTakeTurns) {
+    std::uint64_t now = 1000;
+    daemon::StatusSinks sinks;
+    sinks.realtimeUsec = [&] { return now; };
+    daemon::StatusPublisher p(sinks);
+    p.storeHealth(true, "");
+    p.storeHealth(false, "etcd kv/range failed on every endpoint: refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 1000u);
+    now = 1500;
+    p.storeHealth(false, "etcd lease/keepalive failed on every endpoint: refused");
+    EXPECT_EQ(p.status().lastError, "etcd lease/keepalive failed on every endpoint: refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 1000u);
+    now = 2000;
+    p.storeHealth(false, "etcd kv/range failed on every endpoint: refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 1000u);
+
+    now = 3000;
+    p.apply(core::PublishError{"ensure-passive failed (1/3): exit 1"});
+    EXPECT_EQ(p.status().lastErrorUSec, 3000u);
+    now = 3500;
+    p.storeHealth(false, "etcd lease/keepalive failed on every endpoint: refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 3500u) << "the store's error replaces the action's: a new error";
+
+    p.storeHealth(true, "");
+    EXPECT_EQ(p.status().lastErrorUSec, 0u);
+    now = 9000;
+    p.storeHealth(false, "etcd kv/range failed on every endpoint: refused");
+    EXPECT_EQ(p.status().lastErrorUSec, 9000u) << "a new outage";
+}
+
 TEST(StoreDriver, AnOutageIsLoggedOnceThenSummarisedNotLineByLine) {
     StoreFixture f;
     testing::internal::CaptureStderr();

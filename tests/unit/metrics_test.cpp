@@ -51,6 +51,17 @@ TEST(Metrics, LeaseRemainingOnlyWhenKnownAndNeverNegative) {
     EXPECT_NE(renderMetrics(s, Format::Prometheus).find("prom_lease_remaining_seconds 0\n"), std::string::npos);
 }
 
+TEST(Metrics, LastErrorTimestampIsInSecondsAndZeroWithoutAnError) {
+    Snapshot s;
+    EXPECT_NE(renderMetrics(s, Format::Prometheus).find("\nprom_last_error_timestamp_seconds 0\n"), std::string::npos);
+    s.lastErrorUSec = 1795857293250000;  // 2026-11-28T09:14:53.25Z
+    std::string text = renderMetrics(s, Format::OpenMetrics);
+    EXPECT_NE(text.find("# TYPE prom_last_error_timestamp_seconds gauge\nprom_last_error_timestamp_seconds "
+                        "1795857293.25\n"),
+              std::string::npos)
+        << text;
+}
+
 TEST(Metrics, AcceptHeaderChoosesTheFormat) {
     EXPECT_EQ(negotiate(nullptr), Format::Prometheus);
     EXPECT_EQ(negotiate("text/plain;version=0.0.4;q=0.5,*/*;q=0.1"), Format::Prometheus);
