@@ -296,6 +296,7 @@ private:
         s.fencingToken = static_cast<std::uint64_t>(m_election.token());
         s.storeHealthy = m_storeDriver->healthy();
         s.paused = m_election.paused();
+        s.lastErrorUSec = m_status.status().lastErrorUSec;
         if (m_election.role() == core::Role::Active)
             if (auto deadline = m_election.deadline())
                 s.leaseRemainingSeconds = std::chrono::duration<double>(*deadline - sd::EventLoop::now()).count();
@@ -377,6 +378,7 @@ private:
         m.mode = m_config.election.mode == config::ElectionSettings::Mode::Fast ? "fast" : "lease";
         m.paused = m_election.paused();
         m.lastError = m_status.status().lastError;
+        m.lastErrorUsec = m_status.status().lastErrorUSec;
         return m;
     }
 

@@ -177,31 +177,11 @@ int verdict(const std::vector<Instance>& all, std::string& summary) {
 }
 
 /** An age in the two largest units that matter, like kubectl's AGE: 42s, 3m12s, 5h7m, 2d3h. */
-std::string compactAge(std::uint64_t seconds) {
-    struct Unit {
-        std::uint64_t seconds;
-        const char* name;
-    };
-    static constexpr Unit kUnits[] = {{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}};
-    for (std::size_t k = 0; k + 1 < std::size(kUnits); ++k) {
-        if (seconds < kUnits[k].seconds) continue;
-        std::string out = std::to_string(seconds / kUnits[k].seconds) + kUnits[k].name;
-        if (std::uint64_t rest = seconds % kUnits[k].seconds / kUnits[k + 1].seconds)
-            out += std::to_string(rest) + kUnits[k + 1].name;
-        return out;
-    }
-    return std::to_string(seconds) + "s";
-}
-
 /** LAST-ERROR with how long the error has stood ("[12s ago] ..."), from LastErrorUSec. A daemon
  *  too old to have that property shows the text alone. The daemon is local, so its clock is
  *  ours; an error time ahead of us (the clock was stepped back) counts as 0s, not as garbage. */
 std::string lastErrorColumn(const Instance& i) {
-    std::string error = clean(i.get<std::string>("LastError"));
-    const auto errorUsec = i.get<std::uint64_t>("LastErrorUSec");
-    if (error.empty() || errorUsec == 0) return error;
-    const std::uint64_t now = prom::ctl::realtimeUsec();
-    return "[" + compactAge(now > errorUsec ? (now - errorUsec) / 1000000 : 0) + " ago] " + error;
+    return prom::ctl::withAge(clean(i.get<std::string>("LastError")), i.get<std::uint64_t>("LastErrorUSec"));
 }
 
 // Width of the columns before LAST-ERROR in the table below.
@@ -256,6 +236,7 @@ std::map<std::string, prom::ctl::LocalDetail> localDetails(const std::string& bu
             d.role = i.get<std::string>("Role");
             d.storeHealthy = i.get<bool>("StoreHealthy");
             d.lastError = i.get<std::string>("LastError");
+            d.lastErrorUsec = i.get<std::uint64_t>("LastErrorUSec");
             out[i.id()] = d;
         }
     } catch (const sdbus::Error&) {

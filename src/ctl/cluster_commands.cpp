@@ -190,14 +190,15 @@ int clusterStatus(const config::Config& c, Millis timeout, bool asJson, const st
                     out += ",\"host\":" + quote(m.host) + ",\"pid\":" + std::to_string(m.pid) + ",\"token\":" +
                            std::to_string(m.token) + ",\"since_usec\":" + std::to_string(m.sinceUsec) +
                            ",\"mode\":" + quote(m.mode) + ",\"paused\":" + (m.paused ? "true" : "false") +
-                           ",\"version\":" + quote(m.version) + ",\"last_error\":" + quote(m.lastError);
+                           ",\"version\":" + quote(m.version) + ",\"last_error\":" + quote(m.lastError) +
+                           ",\"last_error_usec\":" + std::to_string(m.lastErrorUsec);
                 }
             if (auto it = local.find(id); it != local.end()) {
                 const LocalDetail& l = it->second;
                 out += ",\"local\":{\"answered\":" + std::string(l.answered ? "true" : "false");
                 if (l.answered)
                     out += ",\"role\":" + quote(l.role) + ",\"store_healthy\":" + (l.storeHealthy ? "true" : "false") +
-                           ",\"last_error\":" + quote(l.lastError);
+                           ",\"last_error\":" + quote(l.lastError) + ",\"last_error_usec\":" + std::to_string(l.lastErrorUsec);
                 else
                     out += ",\"error\":" + quote(l.error);
                 out += "}";
@@ -224,11 +225,12 @@ int clusterStatus(const config::Config& c, Millis timeout, bool asJson, const st
         store::MemberInfo m;
         if (view)
             if (auto it = view->up.find(id); it != view->up.end()) m = it->second;
-        std::string localRole = "-", lastError = m.lastError;
+        std::string localRole = "-", lastError = withAge(clean(m.lastError), m.lastErrorUsec);
         if (auto it = local.find(id); it != local.end()) {
             localRole = it->second.answered ? it->second.role : "NO-REPLY";
             // This node's daemon knows better (and sees the store's health from here).
-            lastError = it->second.answered ? it->second.lastError : it->second.error;
+            lastError = it->second.answered ? withAge(clean(it->second.lastError), it->second.lastErrorUsec)
+                                            : clean(it->second.error);
         }
         const bool up = view && view->up.count(id);
         auto dash = [&](const std::string& s) { return up && !s.empty() ? clean(s) : std::string("-"); };
@@ -236,7 +238,7 @@ int clusterStatus(const config::Config& c, Millis timeout, bool asJson, const st
                     clean(view ? roleOf(*view, id) : "?").c_str(), dash(m.host).c_str(),
                     up && m.pid ? std::to_string(m.pid).c_str() : "-", up ? std::to_string(m.token).c_str() : "-",
                     up ? since(m.sinceUsec).c_str() : "-", dash(m.mode).c_str(), up && view->hasControl ? (m.paused ? "yes" : "no") : "-",
-                    dash(m.version).c_str(), clean(localRole).c_str(), fitLastColumn(clean(lastError), 111).c_str());
+                    dash(m.version).c_str(), clean(localRole).c_str(), fitLastColumn(lastError, 111).c_str());
     }
     std::fprintf(code ? stderr : stdout, "%s\n", summary.c_str());
     return code;

@@ -3,6 +3,7 @@
 // status reads every configured replica's member key; switchover, resign and pause/resume
 // write a request (or the cluster pause) that the replica it names carries out, and wait.
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -17,6 +18,7 @@ struct LocalDetail {
     std::string role;
     bool storeHealthy = false;
     std::string lastError;
+    std::uint64_t lastErrorUsec = 0;
 };
 
 int clusterStatus(const config::Config& c, std::chrono::milliseconds timeout, bool asJson,

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <ctime>
+#include <iterator>
 
 namespace prom::ctl {
 
@@ -78,6 +79,28 @@ std::string since(std::uint64_t usec) {
     char buf[32];
     std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
     return buf;
+}
+
+std::string compactAge(std::uint64_t seconds) {
+    struct Unit {
+        std::uint64_t seconds;
+        const char* name;
+    };
+    static constexpr Unit kUnits[] = {{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}};
+    for (std::size_t k = 0; k + 1 < std::size(kUnits); ++k) {
+        if (seconds < kUnits[k].seconds) continue;
+        std::string out = std::to_string(seconds / kUnits[k].seconds) + kUnits[k].name;
+        if (std::uint64_t rest = seconds % kUnits[k].seconds / kUnits[k + 1].seconds)
+            out += std::to_string(rest) + kUnits[k + 1].name;
+        return out;
+    }
+    return std::to_string(seconds) + "s";
+}
+
+std::string withAge(const std::string& text, std::uint64_t usec) {
+    if (text.empty() || usec == 0) return text;
+    const std::uint64_t now = realtimeUsec();
+    return "[" + compactAge(now > usec ? (now - usec) / 1000000 : 0) + " ago] " + text;
 }
 
 std::uint64_t realtimeUsec() {

@@ -20,6 +20,11 @@ std::string clean(const std::string& s);
 std::string fitLastColumn(const std::string& text, std::size_t used);
 /** A CLOCK_REALTIME time in µs as local "YYYY-mm-dd HH:MM:SS" ("-" for 0). */
 std::string since(std::uint64_t usec);
+/** A duration as people read it: 42s, 3m12s, 5h7m, 2d3h. */
+std::string compactAge(std::uint64_t seconds);
+/** "[12s ago] text" from the error's CLOCK_REALTIME time in µs (text alone without one; a
+ *  time ahead of this clock counts as 0s). */
+std::string withAge(const std::string& text, std::uint64_t usec);
 /** CLOCK_REALTIME now, µs. */
 std::uint64_t realtimeUsec();
 
