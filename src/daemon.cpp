@@ -338,6 +338,7 @@ private:
                 return {api::kErrorInvalidArgs, "\"" + target + "\" is not another replica of " + m_config.appName};
             case core::RequestResult::Accepted: break;
         }
+        if (m_election.clusterPaused()) return clusterPaused();
         if (!m_storeDriver->healthy())
             return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
         feed(core::SwitchoverRequest{target});
@@ -346,6 +347,7 @@ private:
 
     api::Verdict resign() {
         if (m_election.canResign() != core::RequestResult::Accepted) return notActive();
+        if (m_election.clusterPaused()) return clusterPaused();
         if (!m_storeDriver->healthy())
             return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
         feed(core::ResignRequest{});
@@ -411,6 +413,11 @@ private:
                 if (!done) log::warning("answering request " + id + " failed: " + done.error().message);
             });
         }
+    }
+
+    api::Verdict clusterPaused() const {
+        return {api::kErrorPaused, "the cluster is paused (control/pause in the store): nobody would take over; "
+                                   "promctl -c CONFIG resume --cluster ends the pause"};
     }
 
     api::Verdict notActive() const {

@@ -265,7 +265,7 @@ int repeat(bool watch, bool asJson, const std::function<int()>& once) {
 
 int exitCodeFor(const sdbus::Error& e) {
     const std::string& n = e.getName();
-    if (n == "org.prom.Prom1.Error.InvalidArgs") return 2;
+    if (n == "org.prom.Prom1.Error.InvalidArgs" || n == "org.prom.Prom1.Error.Paused") return 2;
     if (n == "org.prom.Prom1.Error.NotActive") return 3;
     if (n == "org.prom.Prom1.Error.StoreUnavailable") return 4;
     if (n == "org.freedesktop.DBus.Error.AccessDenied") return 5;

@@ -307,9 +307,11 @@ int clusterResign(const config::Config& c, Millis timeout) {
         std::fprintf(stderr, "promctl: no replica is active: nothing to resign\n");
         return kExitNoActive;
     }
-    if (v->control.pause.paused)
-        std::fprintf(stderr, "promctl: warning: %s: no replica takes over until it is resumed\n",
+    if (v->control.pause.paused) {
+        std::fprintf(stderr, "promctl: %s: no resign, nobody would take over (promctl -c CONFIG resume --cluster ends it)\n",
                      pausedText(v->control.pause).c_str());
+        return kExitInvalid;
+    }
     Request req(s, std::max(kMinWait, timeout));
     store::ControlRequest r;
     r.op = store::ControlOp::Resign;

@@ -79,6 +79,11 @@ with Test("promctl-control") as t:
     assert doc["cluster_paused"] is True and all(x["paused"] for x in doc["replicas"]), doc
     r = ctl("switchover")
     assert r.returncode == 2 and "paused" in r.stderr, r
+    assert ctl("resign").returncode == 2
+    # Over D-Bus on the active's node too: nobody would take over.
+    r = subprocess.run([promctl, "--bus", "session", "resign"], capture_output=True, text=True, timeout=30)
+    log(f"promctl resign (D-Bus): exit {r.returncode}\n{r.stdout}{r.stderr}")
+    assert r.returncode == 2 and "org.prom.Prom1.Error.Paused" in r.stderr, r
     c.stop()  # the active hands over as it stops; paused, nobody takes over
     c.start()
     time.sleep(3 * 2.0)
