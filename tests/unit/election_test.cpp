@@ -724,6 +724,27 @@ TEST(Switchover, OnceTheTargetTookOverTheOthersNoLongerWaitForIt) {
     EXPECT_EQ(bystander.countSinceMark<Campaign>(), 1) << "waited for a target that already took over and left";
 }
 
+TEST(Switchover, TheTargetCampaignsAtOnceEvenInItsOwnResignCooldown) {
+    // 0 -> 1, then at once 1 -> 0: replica 0 resigned a moment ago, yet it is the target now.
+    Sim s;
+    s.toActive(5);
+    s.feed(SwitchoverRequest{"1"});
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    s.feed(HandoverMarked{});
+    s.feed(WatchEvent{{}, 10});
+    s.feed(ResignDone{});
+    ASSERT_EQ(s.e().role(), Role::Passive);
+    s.feed(WatchEvent{other(11, "1"), 11});
+    s.ackKeepalives(200ms);
+    LeaderKey handing = other(11, "1");
+    handing.handoverTo = "0";
+    s.feed(WatchEvent{handing, 12});
+    s.mark();
+    s.feed(WatchEvent{{}, 13});
+    s.ackKeepalives(50ms);
+    EXPECT_EQ(s.countSinceMark<Campaign>(), 1) << "the named successor waited out its own resign cooldown";
+}
+
 TEST(Switchover, TheActiveRunsEnsurePassiveThenMarksThenDeletes) {
     Sim s;
     s.toActive(5);
