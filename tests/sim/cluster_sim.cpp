@@ -224,7 +224,7 @@ std::string describe(const core::Event& e) {
     if (auto* f = std::get_if<core::StoreRequestFailed>(&e)) s << " what " << static_cast<int>(f->what);
     if (auto* a = std::get_if<core::ActionFinished>(&e)) s << " " << core::toString(a->kind) << " outcome " << static_cast<int>(a->outcome);
     if (auto* sw = std::get_if<core::SwitchoverRequest>(&e)) s << " to '" << sw->target << "'";
-    if (auto* p = std::get_if<core::PauseRequest>(&e)) s << (p->pause ? " pause" : " resume");
+    if (auto* p = std::get_if<core::PauseRequest>(&e)) s << (p->pause ? " pause" : " resume") << (p->cluster ? " cluster" : "");
     if (auto* h = std::get_if<core::PeerHeartbeat>(&e))
         s << " from " << h->from << " epoch " << h->epoch << " seq " << h->seq << " withdrawn " << h->withdrawn;
     if (auto* a = std::get_if<core::PeerAck>(&e))
@@ -448,6 +448,8 @@ private:
         r.buffered.clear();
         trace("r" + r.id + " starts (persisted lease " + std::to_string(r.persistedLease) + ")");
         deliver(r, core::Start{r.persistedLease, r.persistedDeadline});
+        // The cluster pause is in the store: the first read brings it, before any campaign.
+        if (m_clusterPaused) deliver(r, core::PauseRequest{true, true});
     }
 
     /** The process dies: its core, its pending replies, its watch and its running action. */
@@ -937,6 +939,13 @@ private:
                 if (r.up && r.core && r.core->canResign() == core::RequestResult::Accepted) deliver(r, core::ResignRequest{});
                 break;
             case FaultKind::Pause:
+                if (f.at % 2 == 0) {
+                    // promctl -c pause --cluster: control/pause reaches every replica with its
+                    // watch (a booting one with its first read), and goes the same way.
+                    setClusterPause(true);
+                    schedule(m_now + f.duration, [this] { setClusterPause(false); });
+                    break;
+                }
                 deliver(r, core::PauseRequest{true});
                 schedule(m_now + f.duration, [this, &r] { deliver(r, core::PauseRequest{false}); });
                 break;
@@ -985,8 +994,21 @@ private:
         });
     }
 
+    void setClusterPause(bool paused) {
+        trace(std::string("cluster ") + (paused ? "paused" : "resumed"));
+        m_clusterPaused = paused;
+        for (auto& o : m_replicas) {
+            const Ms delay = 1 + static_cast<Ms>(o.index) * 3;
+            schedule(m_now + delay, [this, &o] {
+                // The newest state wins, as a watch delivers it (an older schedule may fire later).
+                deliver(o, core::PauseRequest{m_clusterPaused, true});
+            });
+        }
+    }
+
     void heal() {
         trace("HEAL: faults stop");
+        m_clusterPaused = false;
         m_peerCut.clear();
         for (auto& r : m_replicas) {
             r.reqCut = r.respCut = false;
@@ -996,10 +1018,12 @@ private:
             r.peerMaxDelay = 2;
             if (!r.up && !r.stopping) boot(r);
             deliver(r, core::PauseRequest{false});
+            deliver(r, core::PauseRequest{false, true});
         }
     }
 
     Options m_opt;
+    bool m_clusterPaused = false;  ///< control/pause exists in the store
     Rng m_faultRng;
     Rng m_netRng;
     Rng m_actRng;
