@@ -1,0 +1,73 @@
+// Found by the adversarial review of #11's store control (review11): each test failed on the
+// code before its fix.
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <vector>
+
+#include "core/election.hpp"
+
+using namespace prom::core;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::int64_t kLease = 100;
+
+Params params() {
+    Params p;
+    p.self = "0";
+    p.requestedTtl = 5000ms;
+    p.demoteMargin = 1250ms;
+    p.monitorInterval = 1000ms;
+    p.retryBackoff = 200ms;
+    p.retryAttempts = 3;
+    p.resignCooldown = 5000ms;
+    p.storeRetry = 500ms;
+    return p;
+}
+
+/** A prom restarted while its previous run's lease lives: every effect from its start until
+ *  the store acknowledged the resumed lease (and, before that, answered the leader read). */
+std::vector<Effect> resume(Election& e, std::optional<TimePoint> persistedDeadline, LeaderKey leader) {
+    TimePoint now{Duration(1'000'000)};
+    std::vector<Effect> all = e.handle(now, Start{kLease, persistedDeadline});
+    auto idOf = [&]<class T>(const T*) -> RequestId {
+        for (auto it = all.rbegin(); it != all.rend(); ++it)
+            if (auto* p = std::get_if<T>(&*it)) return p->id;
+        ADD_FAILURE() << "no request of that kind";
+        return 0;
+    };
+    RequestId read = idOf(static_cast<ReadLeader*>(nullptr));
+    RequestId keepalive = idOf(static_cast<KeepAlive*>(nullptr));
+    auto more = e.handle(now, LeaderRead{leader, 30, read});
+    all.insert(all.end(), more.begin(), more.end());
+    more = e.handle(now, KeepaliveAcked{kLease, 5000ms, now, keepalive});
+    all.insert(all.end(), more.begin(), more.end());
+    return all;
+}
+
+bool putsMemberOn(const std::vector<Effect>& effects, std::int64_t lease) {
+    for (const auto& fx : effects)
+        if (auto* p = std::get_if<PutMember>(&fx); p && p->lease == lease) return true;
+    return false;
+}
+
+}  // namespace
+
+// promctl -c status showed a restarted prom's member key as its previous run left it (that
+// run's pid, its pause, its version) for as long as the resumed lease lived: the key is
+// rewritten only once the core names its lease, and a resumed lease was never named.
+TEST(ResumedLease, AnActiveRestartedWithinItsLeaseRewritesItsMemberKey) {
+    Election e(params());
+    TimePoint now{Duration(1'000'000)};
+    auto effects = resume(e, now + 3750ms, LeaderKey{true, "0", kLease, 17, {}});
+    EXPECT_EQ(e.role(), Role::Active);
+    EXPECT_TRUE(putsMemberOn(effects, kLease));
+}
+
+TEST(ResumedLease, APassiveRestartedWithinItsLeaseRewritesItsMemberKey) {
+    Election e(params());
+    auto effects = resume(e, std::nullopt, LeaderKey{true, "1", 200, 17, {}});
+    EXPECT_TRUE(putsMemberOn(effects, kLease));
+}
