@@ -1,0 +1,112 @@
+"""promctl -c and the store's control keys under abuse (review of #11), with real etcd and prom:
+
+- what anyone with write access to the app's prefix may leave there (a large value of another
+  key of the app, thousands of request keys, a request larger than prom reads in one reply)
+  never stops the election: a kill -9 of the active is still taken over, promctl -c status
+  still reads the cluster, and prom does not log a line per retry forever;
+- a prom restarted while its lease lives (kill -9, restart) rewrites its member key: promctl -c
+  status shows the new pid, and the restarted replica's pause ends with resume --cluster.
+
+Each part failed on the code before its fix."""
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import Test, log, post, wait_for  # noqa: E402
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+with Test("promctl-adversary") as t:
+    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
+    etcd = t.etcd(1)
+    c = t.cluster(etcd, replicas=3)
+    c.start()
+    a = c.wait_one_active(10)
+    conf = c.conf(a)
+
+    def ctl(*args):
+        r = subprocess.run([promctl, "-c", conf, *args], capture_output=True, text=True, timeout=60)
+        log(f"promctl {' '.join(args)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
+        return r
+
+    def status():
+        r = ctl("status", "--json")
+        doc = json.loads(r.stdout)
+        assert doc["exit"] == r.returncode, (doc, r.returncode)
+        return doc
+
+    def member(doc, i):
+        return next(x for x in doc["replicas"] if x["id"] == i)
+
+    def put(key, value):
+        post(etcd.endpoints[0] + "/v3/kv/put", {"key": b64(key), "value": b64(value)}, 10)
+
+    wait_for(lambda: status()["exit"] == 0, 5, "the store showing one active")
+
+    # --- A restarted prom rewrites its member key (kill -9 of the active's prom alone: the
+    # service stays active, the restarted prom resumes its lease and its role).
+    ctl("pause", "--cluster")
+    before = member(status(), a)["pid"]
+    c.kill(a)
+    c.start(a)
+    pid = c.procs[a].pid
+    assert before != pid
+    wait_for(lambda: member(status(), a)["pid"] == pid, 5, f"the member key of {a} showing the restarted prom's pid")
+    doc = status()
+    assert doc["leader"] == a and c.actives() == [a], (doc, c.actives())  # resumed, nobody took over
+    r = ctl("resume", "--cluster")
+    assert r.returncode == 0, r
+    wait_for(lambda: not any(x["paused"] for x in status()["replicas"]), 5, "every replica unpaused after resume --cluster")
+
+    # --- Keys other than the election's in the app's prefix: another key of the app (sorted
+    # between control/ and leader) large enough to fill prom's 1 MiB reply on its own, and
+    # thousands of request keys on no lease (128 puts per txn: etcd's limit).
+    put("/prom/itest/history/blob", "x" * 800_000)
+    junk = json.dumps({"op": "pause", "target": "nobody", "by": "flood"})
+    for first in range(0, 3000, 128):
+        post(etcd.endpoints[0] + "/v3/kv/txn", {"success": [
+            {"request_put": {"key": b64(f"/prom/itest/control/requests/flood{n:05d}"), "value": b64(junk)}}
+            for n in range(first, min(first + 128, 3000))]}, 10)
+    log("wrote an 800 kB key of the app and 3000 request keys")
+
+    def taken_over(old):
+        c.crash_node(old)
+        t0 = time.monotonic()
+        new = c.wait_one_active(15, exclude=(old,))
+        log(f"{old} killed: {new} active after {time.monotonic() - t0:.1f} s")
+        wait_for(lambda: status()["leader"] == new, 5, f"promctl -c status showing {new} as the leader")
+        return new
+
+    b = taken_over(a)
+    c.start(a)
+
+    # A request larger than prom reads in one reply: prom reads the leader key and the cluster
+    # pause without the requests (and says so), and the election goes on.
+    # Named to sort before the flood: within the first kMaxControlKeys keys prom reads.
+    put("/prom/itest/control/requests/0huge", json.dumps({"op": "pause", "target": "nobody", "by": "y" * 900_000}))
+    time.sleep(1.0)
+    lines = {i: len(c.log(i).splitlines()) for i in c.ids}
+    d = taken_over(b)
+    # Bounded logging: a few lines per takeover, not one per retry (the old code wrote two
+    # lines every 0.6 s per replica while it could not read the leader key).
+    time.sleep(2.0)
+    grown = {i: len(c.log(i).splitlines()) - lines[i] for i in c.ids if i != b}
+    log(f"log lines written since the huge request: {grown}")
+    assert all(n < 40 for n in grown.values()), grown
+    assert d != b
+    assert any("too large to read" in c.log(i) for i in c.ids), "no replica read around the huge request"
+
+    # The cluster pause is still read with the huge request in the store.
+    r = ctl("pause", "--cluster")
+    assert r.returncode == 0 and "not yet shown" not in r.stdout, r
+    assert status()["cluster_paused"] is True
+    assert ctl("resume", "--cluster").returncode == 0
+    c.check_history()
+    t.ok = True
