@@ -351,37 +351,62 @@ void Etcd::revokeLease(std::int64_t lease, std::function<void(Result<Ok>)> done)
 }
 
 void Etcd::readLeader(std::function<void(Result<core::LeaderRead>)> done) {
-    // One range from PREFIX/APP/control/ up to and including the leader key: the leader and
-    // the control keys (cluster pause, requests) at the same revision, so that the watch from
-    // that revision misses no change of either.
-    std::string body = "{\"key\":" + quote(base64::encode(m_controlPrefix)) +
-                       ",\"range_end\":" + quote(base64::encode(m_leaderKey + std::string(1, '\0'))) + "}";
+    readLeaderWith(true, std::move(done));
+}
+
+void Etcd::readLeaderWith(bool withRequests, std::function<void(Result<core::LeaderRead>)> done) {
+    // The leader key and the control keys (cluster pause, requests) at the same revision, so
+    // that the watch from that revision misses no change of either: one txn of two ranges.
+    // Only the control/ prefix, at most kMaxControlKeys of it: other keys of the app and a
+    // flood of requests must not make the reply too large to read, or no replica could read
+    // the leader key (and none would take over). Without requests (their values too large
+    // for one reply), the second range only counts the pause key: its existence is the pause.
+    std::string end = m_controlPrefix;
+    end.back() = static_cast<char>(end.back() + 1);
+    const std::string control =
+        withRequests ? "{\"key\":" + quote(base64::encode(m_controlPrefix)) + ",\"range_end\":" + quote(base64::encode(end)) +
+                           ",\"limit\":" + str(static_cast<std::int64_t>(kMaxControlKeys)) + "}"
+                     : "{\"key\":" + quote(base64::encode(m_controlPrefix + "pause")) + ",\"count_only\":true}";
+    std::string body = "{\"success\":[{\"request_range\":{\"key\":" + quote(base64::encode(m_leaderKey)) +
+                       "}},{\"request_range\":" + control + "}]}";
     std::weak_ptr<bool> alive = m_alive;
-    call("kv/range", body, [this, alive, done](Result<json::Value> r) {
+    call("kv/txn", body, [this, alive, withRequests, done](Result<json::Value> r) {
         if (alive.expired()) return;
-        if (!r) return done(r.error());
+        if (!r) {
+            if (withRequests && r.error().message.find("larger than the limit") != std::string::npos) {
+                log::warning("the control keys are too large to read in one reply (" + r.error().message +
+                             "); reading the leader key and the cluster pause without the requests");
+                return readLeaderWith(false, done);
+            }
+            return done(r.error());
+        }
         core::LeaderRead out{{}, intField(r->find("header"), "revision")};
-        if (out.revision <= 0) return done(Error{"etcd kv/range reply without a revision"});
-        ControlState control;
-        std::swap(control, m_control);
-        if (const json::Value* kvs = r->find("kvs"); kvs && kvs->type == json::Type::Array) {
+        if (out.revision <= 0) return done(Error{"etcd kv/txn reply without a revision"});
+        const json::Value* responses = r->find("responses");
+        auto range = [&](std::size_t i) -> const json::Value* {
+            if (!responses || responses->type != json::Type::Array || responses->items.size() <= i) return nullptr;
+            return responses->items[i].find("response_range");
+        };
+        const json::Value* leader = range(0);
+        const json::Value* controls = range(1);
+        if (!leader || !controls) return done(Error{"etcd kv/txn reply without its two ranges"});
+        if (const json::Value* kvs = leader->find("kvs"); kvs && kvs->type == json::Type::Array && !kvs->items.empty())
+            out.key = parseLeaderKv(kvs->items[0]);
+        if (out.key.exists && (out.key.createRevision <= 0 || out.key.createRevision > out.revision))
+            return done(Error{"etcd kv/txn reply with an invalid create_revision"});
+        m_control = ControlState{};
+        if (!withRequests) {
+            if (intField(controls, "count") > 0) m_control.pause.paused = true;
+        } else if (const json::Value* kvs = controls->find("kvs"); kvs && kvs->type == json::Type::Array) {
             for (const auto& kv : kvs->items) {
                 std::string key;
                 if (const json::Value* k = kv.find("key"); k && k->type == json::Type::String)
                     key = base64::decode(k->text).value_or("");
-                if (key == m_leaderKey) {
-                    out.key = parseLeaderKv(kv);
-                } else {
-                    std::optional<std::string> value;
-                    if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String)
-                        value = base64::decode(v->text);
-                    applyControl(key, value.value_or(""), intField(&kv, "lease"), intField(&kv, "mod_revision"));
-                }
+                std::optional<std::string> value;
+                if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String)
+                    value = base64::decode(v->text);
+                applyControl(key, value.value_or(""), intField(&kv, "lease"), intField(&kv, "mod_revision"));
             }
-        }
-        if (out.key.exists && (out.key.createRevision <= 0 || out.key.createRevision > out.revision)) {
-            std::swap(control, m_control);  // the reply is refused whole
-            return done(Error{"etcd kv/range reply with an invalid create_revision"});
         }
         if (m_onControl) m_onControl(m_control);
         if (alive.expired()) return;
