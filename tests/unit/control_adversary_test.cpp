@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/election.hpp"
+#include "store/control.hpp"
 
 using namespace prom::core;
 using namespace std::chrono_literals;
@@ -70,4 +71,20 @@ TEST(ResumedLease, APassiveRestartedWithinItsLeaseRewritesItsMemberKey) {
     Election e(params());
     auto effects = resume(e, std::nullopt, LeaderKey{true, "1", 200, 17, {}});
     EXPECT_TRUE(putsMemberOn(effects, kLease));
+}
+
+// A request prom cannot delete is carried out again by every restarted prom it names (a pause
+// request for replica 1 re-paused it at each restart after promctl resume 1): prom answers and
+// deletes a request by its key, rebuilt from the id, so a key whose id does not survive
+// sanitizing (too long, invalid UTF-8, control characters) is never deleted.
+TEST(ControlKeys, ARequestWhoseKeyCannotBeNamedBackIsNotARequest) {
+    const std::string pause = "{\"op\":\"pause\",\"target\":\"1\"}";
+    for (std::string id : {std::string(300, 'L'), std::string("a\xff"), std::string("a\x1b[2J"), std::string("a\nb")}) {
+        prom::store::ControlState s;
+        EXPECT_TRUE(prom::store::applyControlKey(s, "control/requests/" + id, pause, 0, 7));
+        EXPECT_TRUE(s.requests.empty()) << id;
+    }
+    prom::store::ControlState s;
+    EXPECT_TRUE(prom::store::applyControlKey(s, "control/requests/0123abcd", pause, 0, 7));
+    EXPECT_EQ(s.requests.count("0123abcd"), 1u);
 }
