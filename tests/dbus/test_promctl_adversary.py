@@ -5,7 +5,9 @@
   never stops the election: a kill -9 of the active is still taken over, promctl -c status
   still reads the cluster, and prom does not log a line per retry forever;
 - a prom restarted while its lease lives (kill -9, restart) rewrites its member key: promctl -c
-  status shows the new pid, and the restarted replica's pause ends with resume --cluster.
+  status shows the new pid, and the restarted replica's pause ends with resume --cluster;
+- a request whose key prom could not delete (an id that does not survive sanitizing) is not
+  carried out (it was, again at every restart of the replica it named).
 
 Each part failed on the code before its fix."""
 import base64
@@ -65,6 +67,13 @@ with Test("promctl-adversary") as t:
     assert r.returncode == 0, r
     wait_for(lambda: not any(x["paused"] for x in status()["replicas"]), 5, "every replica unpaused after resume --cluster")
 
+    # A request prom could not delete (its key's id does not survive sanitizing: 300 bytes)
+    # is not carried out: it would be again by every restart of the replica it names.
+    p = next(i for i in c.ids if i != a)
+    put("/prom/itest/control/requests/" + "L" * 300, json.dumps({"op": "pause", "target": p, "by": "test"}))
+    time.sleep(1.5)
+    assert member(status(), p)["paused"] is False, f"replica {p} obeyed a request it cannot delete"
+
     # --- Keys other than the election's in the app's prefix: another key of the app (sorted
     # between control/ and leader) large enough to fill prom's 1 MiB reply on its own, and
     # thousands of request keys on no lease (128 puts per txn: etcd's limit).
@@ -108,5 +117,6 @@ with Test("promctl-adversary") as t:
     assert r.returncode == 0 and "not yet shown" not in r.stdout, r
     assert status()["cluster_paused"] is True
     assert ctl("resume", "--cluster").returncode == 0
+
     c.check_history()
     t.ok = True
