@@ -7,7 +7,8 @@
 - a prom restarted while its lease lives (kill -9, restart) rewrites its member key: promctl -c
   status shows the new pid, and the restarted replica's pause ends with resume --cluster;
 - a request whose key prom could not delete (an id that does not survive sanitizing) is not
-  carried out (it was, again at every restart of the replica it named).
+  carried out (it was, again at every restart of the replica it named);
+- a write that etcd refuses (a role that may only read) is exit 5, access denied (it was 4).
 
 Each part failed on the code before its fix."""
 import base64
@@ -18,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import Test, log, post, wait_for  # noqa: E402
+from harness import Etcd, Test, log, post, wait_for  # noqa: E402
 
 
 def b64(s):
@@ -119,4 +120,31 @@ with Test("promctl-adversary") as t:
     assert ctl("resume", "--cluster").returncode == 0
 
     c.check_history()
+
+    # etcd refusing a write (a user whose role may only read the prefix) is access denied,
+    # exit 5 as promctl(1) says, not 4: the store is there, and a takeover still works.
+    os.makedirs(os.path.join(t.dir, "ro"))
+    ro = Etcd(os.path.join(t.dir, "ro"))  # its own data directory
+    ro.start()
+    t.etcds.append(ro)
+    ep = ro.endpoints[0]
+    post(ep + "/v3/auth/user/add", {"name": "root", "password": "rootpw"})
+    post(ep + "/v3/auth/user/grant", {"user": "root", "role": "root"})
+    post(ep + "/v3/auth/user/add", {"name": "viewer", "password": "s3cret"})
+    post(ep + "/v3/auth/role/add", {"name": "viewer-role"})
+    post(ep + "/v3/auth/role/grant", {"name": "viewer-role", "perm": {"permType": "READ", "key": b64("/prom/"),
+                                                                       "range_end": b64("/prom0")}})
+    post(ep + "/v3/auth/user/grant", {"user": "viewer", "role": "viewer-role"})
+    post(ep + "/v3/auth/enable", {})
+    pw = os.path.join(t.dir, "viewer.pw")
+    with open(pw, "w") as f:
+        f.write("s3cret\n")
+    conf = os.path.join(t.dir, "viewer.conf")
+    with open(conf, "w") as f:
+        f.write(open(c.conf(d)).read().replace(etcd.endpoints[0], ep).replace(
+            "connect-timeout-ms = 300", f'connect-timeout-ms = 300\nuserid = "viewer"\npassword-file = "{pw}"'))
+    assert ctl("status").returncode == 3  # reads: nobody runs on this store
+    for args in (["pause", "--cluster"], ["resume", "--cluster"]):
+        r = ctl(*args)
+        assert r.returncode == 5 and "permission denied" in r.stderr, r
     t.ok = True
