@@ -119,6 +119,23 @@ with Test("promctl-adversary") as t:
     assert status()["cluster_paused"] is True
     assert ctl("resume", "--cluster").returncode == 0
 
+    # Without it (every read whole again), the pause is read whatever the number of other keys
+    # under control/, sorted before control/pause, and of requests.
+    post(etcd.endpoints[0] + "/v3/kv/deleterange", {"key": b64("/prom/itest/control/requests/0huge")}, 10)
+    for first in range(0, 300, 100):
+        post(etcd.endpoints[0] + "/v3/kv/txn", {"success": [
+            {"request_put": {"key": b64(f"/prom/itest/control/a{n:05d}"), "value": b64("junk")}}
+            for n in range(first, first + 100)]}, 10)
+    r = ctl("pause", "--cluster")
+    assert r.returncode == 0 and "not yet shown" not in r.stdout, r
+    assert status()["cluster_paused"] is True
+    c.kill(d)  # its prom alone: restarted, it reads the pause and stays active
+    c.start(d)
+    pid = c.procs[d].pid
+    wait_for(lambda: member(status(), d)["pid"] == pid, 5, f"the restarted prom of {d} in the store")
+    assert member(status(), d)["paused"] is True and status()["leader"] == d
+    assert ctl("resume", "--cluster").returncode == 0
+
     c.check_history()
 
     # etcd refusing a write (a user whose role may only read the prefix) is access denied,
