@@ -88,3 +88,89 @@ TEST(ControlKeys, ARequestWhoseKeyCannotBeNamedBackIsNotARequest) {
     EXPECT_TRUE(prom::store::applyControlKey(s, "control/requests/0123abcd", pause, 0, 7));
     EXPECT_EQ(s.requests.count("0123abcd"), 1u);
 }
+
+namespace {
+
+/** Drives one core as the daemon's drivers do: a reply answers the latest request of its kind.
+ *  (election_test.cpp's Sim, cut to what the switchover test below needs.) */
+class Driver {
+public:
+    explicit Driver(Params p) : m_e(p) {}
+
+    const std::vector<Effect>& feed(Event event) {
+        std::visit([this](auto& ev) { fill(ev); }, event);
+        m_last = m_e.handle(now, event);
+        m_all.insert(m_all.end(), m_last.begin(), m_last.end());
+        return m_last;
+    }
+    template <class T>
+    const T* last() const {
+        for (auto it = m_last.rbegin(); it != m_last.rend(); ++it)
+            if (auto* p = std::get_if<T>(&*it)) return p;
+        return nullptr;
+    }
+    void toActive(std::int64_t token) {
+        feed(Start{});
+        feed(LeaseGranted{kLease, 5000ms, now});
+        feed(LeaderRead{{}, 1});
+        feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::AlreadyInMode, ""});
+        now += params().campaignDelay;
+        feed(Tick{});
+        feed(CampaignResult{true, {true, "0", kLease, token, {}}, token});
+        feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Switched, ""});
+    }
+    Election& e() { return m_e; }
+    TimePoint now{Duration(1'000'000)};
+
+private:
+    template <class T>
+    RequestId lastId() const {
+        for (auto it = m_all.rbegin(); it != m_all.rend(); ++it)
+            if (auto* p = std::get_if<T>(&*it)) return p->id;
+        return 0;
+    }
+    template <class E>
+    void fill(E& e) {
+        if constexpr (requires { e.req; }) {
+            if (e.req) return;
+            if constexpr (std::is_same_v<E, LeaseGranted>) e.req = lastId<GrantLease>();
+            else if constexpr (std::is_same_v<E, KeepaliveAcked>) e.req = lastId<KeepAlive>();
+            else if constexpr (std::is_same_v<E, LeaderRead>) e.req = lastId<ReadLeader>();
+            else if constexpr (std::is_same_v<E, CampaignResult>) e.req = lastId<Campaign>();
+            else if constexpr (std::is_same_v<E, WatchEvent>) e.req = lastId<Watch>();
+            else if constexpr (std::is_same_v<E, ActionFinished>) e.req = lastId<RunAction>();
+            else if constexpr (std::is_same_v<E, ResignDone>) e.req = lastId<DeleteLeader>();
+            else if constexpr (std::is_same_v<E, HandoverMarked>) e.req = lastId<MarkHandover>();
+        }
+    }
+
+    Election m_e;
+    std::vector<Effect> m_last;
+    std::vector<Effect> m_all;
+};
+
+}  // namespace
+
+// promctl -c switchover 1, then promctl -c switchover 0 (back): 0, named by the key that was
+// deleted, waited out its resign cooldown (one TTL) before it campaigned, and the bystanders
+// gave it that TTL: no active for a whole TTL (1954 ms of a 2 s TTL with real etcd). The
+// cooldown keeps a replica that gave up the role from grabbing it back on its own; a replica
+// the operator names takes it at once.
+TEST(Switchover, BackToTheReplicaThatJustHandedOverCampaignsAtOnce) {
+    Driver s(params());
+    s.toActive(5);
+    ASSERT_EQ(s.e().role(), Role::Active);
+    s.feed(SwitchoverRequest{"1"});
+    s.feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::Switched, ""});
+    s.feed(HandoverMarked{});
+    s.feed(ResignDone{});
+    ASSERT_EQ(s.e().role(), Role::Passive);
+    s.now += 10ms;
+    s.feed(WatchEvent{{}, 10});
+    s.feed(WatchEvent{LeaderKey{true, "1", 999, 11, {}}, 11});  // 1 took over
+    s.now += 40ms;
+    LeaderKey handing{true, "1", 999, 11, "0"};  // and hands back to 0
+    s.feed(WatchEvent{handing, 12});
+    s.feed(WatchEvent{{}, 13});
+    ASSERT_NE(s.last<Campaign>(), nullptr) << "the named target waited out its resign cooldown";
+}
