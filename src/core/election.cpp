@@ -528,6 +528,10 @@ void Election::on(const WatchEvent& e) {
         if (m_leader.handoverTo == m_p.self) {
             m_handoverToMe = true;
             m_deferUntil.reset();
+            // Its resign cooldown keeps it from grabbing back a role it gave up on its own;
+            // named (a switchover back to it), it takes the role at once, as the others
+            // leave it one TTL.
+            m_noCampaignUntil.reset();
         } else {
             m_deferUntil = m_now + m_p.requestedTtl;
         }
