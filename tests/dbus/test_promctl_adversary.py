@@ -8,6 +8,7 @@
   status shows the new pid, and the restarted replica's pause ends with resume --cluster;
 - a request whose key prom could not delete (an id that does not survive sanitizing) is not
   carried out (it was, again at every restart of the replica it named);
+- a switchover back to the replica that just handed over takes no TTL (it took one);
 - a write that etcd refuses (a role that may only read) is exit 5, access denied (it was 4).
 
 Each part failed on the code before its fix."""
@@ -67,6 +68,17 @@ with Test("promctl-adversary") as t:
     r = ctl("resume", "--cluster")
     assert r.returncode == 0, r
     wait_for(lambda: not any(x["paused"] for x in status()["replicas"]), 5, "every replica unpaused after resume --cluster")
+
+    # Switching back to the replica that just handed over is as fast as the first switchover
+    # (it waited out its resign cooldown, and the others gave it one TTL: ~2 s of no active).
+    b = next(i for i in c.ids if i != a)
+    assert ctl("switchover", b).returncode == 0
+    wait_for(lambda: status()["exit"] == 0, 5, f"the store showing {b} active")
+    r = ctl("switchover", a)
+    assert r.returncode == 0, r
+    ms = float(r.stdout.split(" in ")[1].split()[0])
+    assert ms < 1000, f"switchover back to {a} took {ms} ms (TTL 2000 ms)"
+    wait_for(lambda: status()["exit"] == 0, 5, f"the store showing {a} active")
 
     # A request prom could not delete (its key's id does not survive sanitizing: 300 bytes)
     # is not carried out: it would be again by every restart of the replica it names.
