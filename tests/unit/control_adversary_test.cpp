@@ -28,71 +28,8 @@ Params params() {
     return p;
 }
 
-/** A prom restarted while its previous run's lease lives: every effect from its start until
- *  the store acknowledged the resumed lease (and, before that, answered the leader read). */
-std::vector<Effect> resume(Election& e, std::optional<TimePoint> persistedDeadline, LeaderKey leader) {
-    TimePoint now{Duration(1'000'000)};
-    std::vector<Effect> all = e.handle(now, Start{kLease, persistedDeadline});
-    auto idOf = [&]<class T>(const T*) -> RequestId {
-        for (auto it = all.rbegin(); it != all.rend(); ++it)
-            if (auto* p = std::get_if<T>(&*it)) return p->id;
-        ADD_FAILURE() << "no request of that kind";
-        return 0;
-    };
-    RequestId read = idOf(static_cast<ReadLeader*>(nullptr));
-    RequestId keepalive = idOf(static_cast<KeepAlive*>(nullptr));
-    auto more = e.handle(now, LeaderRead{leader, 30, read});
-    all.insert(all.end(), more.begin(), more.end());
-    more = e.handle(now, KeepaliveAcked{kLease, 5000ms, now, keepalive});
-    all.insert(all.end(), more.begin(), more.end());
-    return all;
-}
-
-bool putsMemberOn(const std::vector<Effect>& effects, std::int64_t lease) {
-    for (const auto& fx : effects)
-        if (auto* p = std::get_if<PutMember>(&fx); p && p->lease == lease) return true;
-    return false;
-}
-
-}  // namespace
-
-// promctl -c status showed a restarted prom's member key as its previous run left it (that
-// run's pid, its pause, its version) for as long as the resumed lease lived: the key is
-// rewritten only once the core names its lease, and a resumed lease was never named.
-TEST(ResumedLease, AnActiveRestartedWithinItsLeaseRewritesItsMemberKey) {
-    Election e(params());
-    TimePoint now{Duration(1'000'000)};
-    auto effects = resume(e, now + 3750ms, LeaderKey{true, "0", kLease, 17, {}});
-    EXPECT_EQ(e.role(), Role::Active);
-    EXPECT_TRUE(putsMemberOn(effects, kLease));
-}
-
-TEST(ResumedLease, APassiveRestartedWithinItsLeaseRewritesItsMemberKey) {
-    Election e(params());
-    auto effects = resume(e, std::nullopt, LeaderKey{true, "1", 200, 17, {}});
-    EXPECT_TRUE(putsMemberOn(effects, kLease));
-}
-
-// A request prom cannot delete is carried out again by every restarted prom it names (a pause
-// request for replica 1 re-paused it at each restart after promctl resume 1): prom answers and
-// deletes a request by its key, rebuilt from the id, so a key whose id does not survive
-// sanitizing (too long, invalid UTF-8, control characters) is never deleted.
-TEST(ControlKeys, ARequestWhoseKeyCannotBeNamedBackIsNotARequest) {
-    const std::string pause = "{\"op\":\"pause\",\"target\":\"1\"}";
-    for (std::string id : {std::string(300, 'L'), std::string("a\xff"), std::string("a\x1b[2J"), std::string("a\nb")}) {
-        prom::store::ControlState s;
-        EXPECT_TRUE(prom::store::applyControlKey(s, "control/requests/" + id, pause, 0, 7));
-        EXPECT_TRUE(s.requests.empty()) << id;
-    }
-    prom::store::ControlState s;
-    EXPECT_TRUE(prom::store::applyControlKey(s, "control/requests/0123abcd", pause, 0, 7));
-    EXPECT_EQ(s.requests.count("0123abcd"), 1u);
-}
-
-namespace {
-
 /** Drives one core as the daemon's drivers do: a reply answers the latest request of its kind.
- *  (election_test.cpp's Sim, cut to what the switchover test below needs.) */
+ *  (election_test.cpp's Sim, cut to what these tests need.) */
 class Driver {
 public:
     explicit Driver(Params p) : m_e(p) {}
@@ -119,6 +56,7 @@ public:
         feed(CampaignResult{true, {true, "0", kLease, token, {}}, token});
         feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Switched, ""});
     }
+    const std::vector<Effect>& all() const { return m_all; }
     Election& e() { return m_e; }
     TimePoint now{Duration(1'000'000)};
 
@@ -149,7 +87,55 @@ private:
     std::vector<Effect> m_all;
 };
 
+
+/** A prom restarted while its previous run's lease lives: the leader read answers first, then
+ *  the keepalive of the resumed lease. */
+void resume(Driver& s, std::optional<TimePoint> persistedDeadline, LeaderKey leader) {
+    s.feed(Start{kLease, persistedDeadline});
+    s.feed(LeaderRead{leader, 30});
+    s.feed(KeepaliveAcked{kLease, 5000ms, s.now});
+}
+
+bool putsMemberOn(const std::vector<Effect>& effects, std::int64_t lease) {
+    for (const auto& fx : effects)
+        if (auto* p = std::get_if<PutMember>(&fx); p && p->lease == lease) return true;
+    return false;
+}
+
 }  // namespace
+
+// promctl -c status showed a restarted prom's member key as its previous run left it (that
+// run's pid, its pause, its version) for as long as the resumed lease lived: the key is
+// rewritten only once the core names its lease, and a resumed lease was never named.
+TEST(ResumedLease, AnActiveRestartedWithinItsLeaseRewritesItsMemberKey) {
+    Driver s(params());
+    resume(s, s.now + 3750ms, LeaderKey{true, "0", kLease, 17, {}});
+    EXPECT_EQ(s.e().role(), Role::Active);
+    EXPECT_TRUE(putsMemberOn(s.all(), kLease));
+}
+
+TEST(ResumedLease, APassiveRestartedWithinItsLeaseRewritesItsMemberKey) {
+    Driver s(params());
+    resume(s, std::nullopt, LeaderKey{true, "1", 200, 17, {}});
+    EXPECT_TRUE(putsMemberOn(s.all(), kLease));
+}
+
+// A request prom cannot delete is carried out again by every restarted prom it names (a pause
+// request for replica 1 re-paused it at each restart after promctl resume 1): prom answers and
+// deletes a request by its key, rebuilt from the id, so a key whose id does not survive
+// sanitizing (too long, invalid UTF-8, control characters) is never deleted.
+TEST(ControlKeys, ARequestWhoseKeyCannotBeNamedBackIsNotARequest) {
+    const std::string pause = "{\"op\":\"pause\",\"target\":\"1\"}";
+    for (std::string id : {std::string(300, 'L'), std::string("a\xff"), std::string("a\x1b[2J"), std::string("a\nb")}) {
+        prom::store::ControlState s;
+        EXPECT_TRUE(prom::store::applyControlKey(s, "control/requests/" + id, pause, 0, 7));
+        EXPECT_TRUE(s.requests.empty()) << id;
+    }
+    prom::store::ControlState s;
+    EXPECT_TRUE(prom::store::applyControlKey(s, "control/requests/0123abcd", pause, 0, 7));
+    EXPECT_EQ(s.requests.count("0123abcd"), 1u);
+}
+
 
 // promctl -c switchover 1, then promctl -c switchover 0 (back): 0, named by the key that was
 // deleted, waited out its resign cooldown (one TTL) before it campaigned, and the bystanders
