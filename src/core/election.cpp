@@ -368,7 +368,11 @@ void Election::on(const KeepaliveAcked& e) {
     if (auto* r = std::get_if<Resuming>(&m_lease)) {
         if (stale(e.req, r->req) || e.lease != r->id) return;
         m_leaseRetryAt.reset();
-        m_lease = LeaseHeld{r->id, ttl, e.sentAt, e.sentAt + ttl / 3, 0};
+        const std::int64_t lease = r->id;
+        m_lease = LeaseHeld{lease, ttl, e.sentAt, e.sentAt + ttl / 3, 0};
+        // The member key on the resumed lease still says what the previous run wrote (its
+        // pid, role, pause): this run rewrites it, as after a grant.
+        emit(PutMember{lease});
         return;
     }
     auto* h = std::get_if<LeaseHeld>(&m_lease);
@@ -526,6 +530,10 @@ void Election::on(const WatchEvent& e) {
             m_handoverToMe = true;
             m_noCampaignUntil.reset();
             m_deferUntil.reset();
+            // Its resign cooldown keeps it from grabbing back a role it gave up on its own;
+            // named (a switchover back to it), it takes the role at once, as the others
+            // leave it one TTL.
+            m_noCampaignUntil.reset();
         } else {
             m_deferUntil = m_now + m_p.requestedTtl;
         }

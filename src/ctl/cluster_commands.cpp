@@ -75,6 +75,12 @@ std::string requestId() {
     return id;
 }
 
+/** The exit status of a write the store did not take: etcd refusing it (HTTP 403, "permission
+ *  denied": the user's role may not write the prefix) is access denied, not an outage. */
+int writeFailed(const Error& e) {
+    return e.message.find("HTTP 403") != std::string::npos ? kExitAccessDenied : kExitStoreUnavailable;
+}
+
 double elapsedMs(TimePoint since) {
     return std::chrono::duration<double, std::milli>(sd::EventLoop::now() - since).count();
 }
@@ -293,7 +299,7 @@ int clusterSwitchover(const config::Config& c, const std::string& target, Millis
     r.token = v->token;
     if (auto sent = req.send(r); !sent) {
         std::fprintf(stderr, "promctl: writing the request failed: %s\n", clean(sent.error().message).c_str());
-        return kExitStoreUnavailable;
+        return writeFailed(sent.error());
     }
     return awaitNewActive(s, c, req, "switchover", from, v->token, target);
 }
@@ -318,7 +324,7 @@ int clusterResign(const config::Config& c, Millis timeout) {
     r.token = v->token;
     if (auto sent = req.send(r); !sent) {
         std::fprintf(stderr, "promctl: writing the request failed: %s\n", clean(sent.error().message).c_str());
-        return kExitStoreUnavailable;
+        return writeFailed(sent.error());
     }
     return awaitNewActive(s, c, req, "resign", from, v->token, "");
 }
@@ -337,7 +343,7 @@ int clusterPause(const config::Config& c, bool pause, bool cluster, const std::s
         store::ClusterPause p{pause, whoAmI(), realtimeUsec()};
         if (auto put = s.wait<Ok>([&](auto done) { s.etcd().putPause(p, std::move(done)); }); !put) {
             std::fprintf(stderr, "promctl: writing the cluster pause failed: %s\n", clean(put.error().message).c_str());
-            return kExitStoreUnavailable;
+            return writeFailed(put.error());
         }
         // Written: it holds for every replica from its next read or watch event. Report who shows it.
         const TimePoint start = sd::EventLoop::now();
@@ -367,7 +373,7 @@ int clusterPause(const config::Config& c, bool pause, bool cluster, const std::s
     r.target = replica;
     if (auto sent = req.send(r); !sent) {
         std::fprintf(stderr, "promctl: writing the request failed: %s\n", clean(sent.error().message).c_str());
-        return kExitStoreUnavailable;
+        return writeFailed(sent.error());
     }
     for (Millis poll = kFirstPoll; !req.expired(); poll = std::min(poll * 2, kPoll)) {
         s.pause(poll);

@@ -12,6 +12,7 @@ inline constexpr int kExitFailed = 1;
 inline constexpr int kExitInvalid = 2;
 inline constexpr int kExitNoActive = 3;
 inline constexpr int kExitStoreUnavailable = 4;
+inline constexpr int kExitAccessDenied = 5;
 inline constexpr int kExitSeveralActives = 6;
 
 /** Control characters, C1 controls, invalid UTF-8 and backslashes escaped (\xNN, \\). */

@@ -168,7 +168,10 @@ bool applyControlKey(ControlState& state, std::string_view key, const std::optio
             state.requests.erase(id);
             return true;
         }
-        auto r = decodeRequest(id, *value);
+        // prom answers a request by deleting its key, named from the id: a key the id does not
+        // name back (cut or escaped by sanitize) would never be deleted, and every restarted
+        // prom would carry it out again. Not a request, like garbage.
+        auto r = id == key.substr(kRequestsDir.size()) ? decodeRequest(id, *value) : std::nullopt;
         if (!r) {
             // Not a request prom can act on; it lapses with its writer's lease.
             state.requests.erase(id);

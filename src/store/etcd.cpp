@@ -351,37 +351,75 @@ void Etcd::revokeLease(std::int64_t lease, std::function<void(Result<Ok>)> done)
 }
 
 void Etcd::readLeader(std::function<void(Result<core::LeaderRead>)> done) {
-    // One range from PREFIX/APP/control/ up to and including the leader key: the leader and
-    // the control keys (cluster pause, requests) at the same revision, so that the watch from
-    // that revision misses no change of either.
-    std::string body = "{\"key\":" + quote(base64::encode(m_controlPrefix)) +
-                       ",\"range_end\":" + quote(base64::encode(m_leaderKey + std::string(1, '\0'))) + "}";
+    readLeaderWith(true, std::move(done));
+}
+
+void Etcd::readLeaderWith(bool withRequests, std::function<void(Result<core::LeaderRead>)> done) {
+    // The leader key and the control keys (cluster pause, requests) at the same revision, so
+    // that the watch from that revision misses no change of either: one txn of several ranges.
+    // Only the control keys, and at most kMaxControlKeys requests and replies: other keys of
+    // the app and a flood of requests must not make the reply too large to read, or no replica
+    // could read the leader key (and none would take over); the pause has its own range, so
+    // that no number of other keys hides it. Without requests (their values too large for one
+    // reply), only the pause key is counted: its existence is the pause.
+    auto prefix = [&](const std::string& dir) {
+        std::string end = dir;
+        end.back() = static_cast<char>(end.back() + 1);
+        return "{\"request_range\":{\"key\":" + quote(base64::encode(dir)) + ",\"range_end\":" +
+               quote(base64::encode(end)) + ",\"limit\":" + str(static_cast<std::int64_t>(kMaxControlKeys)) + "}}";
+    };
+    const std::string pause = quote(base64::encode(m_controlPrefix + "pause"));
+    std::string body = "{\"success\":[{\"request_range\":{\"key\":" + quote(base64::encode(m_leaderKey)) + "}}";
+    if (withRequests)
+        body += ",{\"request_range\":{\"key\":" + pause + "}}," + prefix(m_controlPrefix + "requests/") + "," +
+                prefix(m_controlPrefix + "replies/");
+    else
+        body += ",{\"request_range\":{\"key\":" + pause + ",\"count_only\":true}}";
+    body += "]}";
     std::weak_ptr<bool> alive = m_alive;
-    call("kv/range", body, [this, alive, done](Result<json::Value> r) {
+    call("kv/txn", body, [this, alive, withRequests, done](Result<json::Value> r) {
         if (alive.expired()) return;
-        if (!r) return done(r.error());
+        if (!r) {
+            if (withRequests && r.error().message.find("larger than the limit") != std::string::npos) {
+                log::warning("the control keys are too large to read in one reply (" + r.error().message +
+                             "); reading the leader key and the cluster pause without the requests");
+                return readLeaderWith(false, done);
+            }
+            return done(r.error());
+        }
         core::LeaderRead out{{}, intField(r->find("header"), "revision")};
-        if (out.revision <= 0) return done(Error{"etcd kv/range reply without a revision"});
-        ControlState control;
-        std::swap(control, m_control);
-        if (const json::Value* kvs = r->find("kvs"); kvs && kvs->type == json::Type::Array) {
-            for (const auto& kv : kvs->items) {
-                std::string key;
-                if (const json::Value* k = kv.find("key"); k && k->type == json::Type::String)
-                    key = base64::decode(k->text).value_or("");
-                if (key == m_leaderKey) {
-                    out.key = parseLeaderKv(kv);
-                } else {
+        if (out.revision <= 0) return done(Error{"etcd kv/txn reply without a revision"});
+        const json::Value* responses = r->find("responses");
+        const std::size_t ranges = withRequests ? 4 : 2;
+        if (!responses || responses->type != json::Type::Array || responses->items.size() != ranges)
+            return done(Error{"etcd kv/txn reply without its " + std::to_string(ranges) + " ranges"});
+        std::vector<const json::Value*> range;
+        for (const auto& item : responses->items) {
+            const json::Value* rr = item.find("response_range");
+            if (!rr) return done(Error{"etcd kv/txn reply with a response that is not a range"});
+            range.push_back(rr);
+        }
+        if (const json::Value* kvs = range[0]->find("kvs"); kvs && kvs->type == json::Type::Array && !kvs->items.empty())
+            out.key = parseLeaderKv(kvs->items[0]);
+        if (out.key.exists && (out.key.createRevision <= 0 || out.key.createRevision > out.revision))
+            return done(Error{"etcd kv/txn reply with an invalid create_revision"});
+        m_control = ControlState{};
+        if (!withRequests) {
+            if (intField(range[1], "count") > 0) m_control.pause.paused = true;
+        } else {
+            for (std::size_t i = 1; i < ranges; ++i) {
+                const json::Value* kvs = range[i]->find("kvs");
+                if (!kvs || kvs->type != json::Type::Array) continue;
+                for (const auto& kv : kvs->items) {
+                    std::string key;
+                    if (const json::Value* k = kv.find("key"); k && k->type == json::Type::String)
+                        key = base64::decode(k->text).value_or("");
                     std::optional<std::string> value;
                     if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String)
                         value = base64::decode(v->text);
                     applyControl(key, value.value_or(""), intField(&kv, "lease"), intField(&kv, "mod_revision"));
                 }
             }
-        }
-        if (out.key.exists && (out.key.createRevision <= 0 || out.key.createRevision > out.revision)) {
-            std::swap(control, m_control);  // the reply is refused whole
-            return done(Error{"etcd kv/range reply with an invalid create_revision"});
         }
         if (m_onControl) m_onControl(m_control);
         if (alive.expired()) return;

@@ -110,6 +110,8 @@ private:
     /** The control keys as of the last leader read and the watch events since. */
     ControlState m_control;
     std::function<void(const ControlState&)> m_onControl;
+    /** readLeader, with the control requests or (too large to read) only the cluster pause. */
+    void readLeaderWith(bool withRequests, std::function<void(Result<core::LeaderRead>)> done);
     /** Applies a kv (or a delete, value nullopt) of the app prefix to m_control. */
     bool applyControl(const std::string& key, const std::optional<std::string>& value, std::int64_t lease,
                       std::int64_t revision);

@@ -407,6 +407,12 @@ def _set(field, value, where="top"):
                     kv[field] = value
         elif where == "top":
             obj[field] = value
+        elif where == "ranges":  # a range reply, or each range of a txn reply
+            if "responses" not in obj:
+                obj[field] = value
+            for r in obj.get("responses", []):
+                if "response_range" in r:
+                    r["response_range"][field] = value
         return obj
     return f
 
@@ -481,7 +487,7 @@ MUTATE = {
     "leader-value-not-base64": _mutate_value("!!!not base64"),
     "create-revision-zero": _set("create_revision", "0", "kvs"),
     "create-revision-negative": _set("create_revision", "-7", "kvs"),
-    "kvs-not-array": _set("kvs", {"a": 1}),
+    "kvs-not-array": _set("kvs", {"a": 1}, "ranges"),
     "unicode-escapes-control": _set("error", "\u001b]0;pwned\u0007"),
 }
 
@@ -490,8 +496,9 @@ MODE_TARGET = {
     "ttl-overflow-ms": "lease/grant", "ttl-float": "lease/grant", "lease-id-zero": "lease/grant",
     "keepalive-ttl-huge": "lease/keepalive", "keepalive-ttl-overflow": "lease/keepalive",
     "keepalive-other-lease": "lease/keepalive", "keepalive-no-result": "lease/keepalive",
-    "create-revision-zero": "kv/range", "create-revision-negative": "kv/range", "kvs-not-array": "kv/range",
-    "leader-value-invalid-utf8": "kv/range", "leader-value-huge": "kv/range", "leader-value-not-base64": "kv/range",
+    # The leader read is a txn of two ranges (the leader key and control/) since review11.
+    "create-revision-zero": "kv/txn", "create-revision-negative": "kv/txn", "kvs-not-array": "kv/txn",
+    "leader-value-invalid-utf8": "kv/txn", "leader-value-huge": "kv/txn", "leader-value-not-base64": "kv/txn",
     "succeeded-as-string": "kv/txn", "revision-missing": "kv/txn",
 }
 
