@@ -526,14 +526,12 @@ void Election::on(const WatchEvent& e) {
         // The deleted key named a successor: it campaigns at once, the others give it one TTL
         // before they campaign too (in case it is dead).
         if (m_leader.handoverTo == m_p.self) {
-            // Named: it goes now, even if it resigned a moment ago itself.
-            m_handoverToMe = true;
-            m_noCampaignUntil.reset();
-            m_deferUntil.reset();
             // Its resign cooldown keeps it from grabbing back a role it gave up on its own;
             // named (a switchover back to it), it takes the role at once, as the others
             // leave it one TTL.
+            m_handoverToMe = true;
             m_noCampaignUntil.reset();
+            m_deferUntil.reset();
         } else {
             m_deferUntil = m_now + m_p.requestedTtl;
         }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <random>
 #include <set>
@@ -94,28 +95,46 @@ std::string pausedText(const store::ClusterPause& p) {
 
 /** A request through the store: written on a lease of promctl's own (so that it and its reply
  *  vanish when promctl is done or dies), then the cluster polled until done() says it is over. */
+volatile std::sig_atomic_t g_interrupted = 0;
+
+/** The request's lease lives while promctl waits: short, and renewed by the wait, so that a
+ *  promctl killed mid-wait leaves no request behind for long; Ctrl-C withdraws it at once. */
+constexpr Millis kRequestTtl{5000};
+constexpr Millis kRequestRenew{1000};
+
 class Request {
 public:
-    Request(EtcdSession& s, Millis wait) : m_s(s), m_wait(wait) {}
+    Request(EtcdSession& s, Millis wait) : m_s(s), m_wait(wait) {
+        std::signal(SIGINT, [](int) { g_interrupted = 1; });
+        std::signal(SIGTERM, [](int) { g_interrupted = 1; });
+    }
     ~Request() {
         if (m_lease)
             (void)m_s.wait<Ok>([&](auto done) { m_s.etcd().revokeLease(m_lease, std::move(done)); });
     }
 
     Result<Ok> send(store::ControlRequest r) {
-        auto ttl = std::chrono::duration_cast<Millis>(m_wait) + Millis(10000);
-        auto lease = m_s.wait<store::Lease>([&](auto done) { m_s.etcd().grantLease(ttl, std::move(done)); });
+        auto lease = m_s.wait<store::Lease>([&](auto done) { m_s.etcd().grantLease(kRequestTtl, std::move(done)); });
         if (!lease) return lease.error();
         m_lease = lease->id;
         r.id = m_id = requestId();
         r.by = whoAmI();
-        m_sent = sd::EventLoop::now();
+        m_sent = m_renewed = sd::EventLoop::now();
         return m_s.wait<Ok>([&](auto done) { m_s.etcd().putRequest(r, m_lease, std::move(done)); });
+    }
+
+    /** Called by each poll of the wait: renews the lease about every second. */
+    void keepAlive() {
+        if (!m_lease || sd::EventLoop::now() - m_renewed < kRequestRenew) return;
+        m_renewed = sd::EventLoop::now();
+        auto r = m_s.wait<std::optional<core::Duration>>([&](auto done) { m_s.etcd().keepAlive(m_lease, std::move(done)); });
+        if (r && !*r) std::fprintf(stderr, "promctl: warning: the request's lease expired; the request is gone\n");
     }
 
     const std::string& id() const { return m_id; }
     TimePoint sent() const { return m_sent; }
-    bool expired() const { return sd::EventLoop::now() - m_sent >= m_wait; }
+    /** The wait is over: timed out, or interrupted (then said, and the request withdrawn). */
+    bool expired() const { return g_interrupted || sd::EventLoop::now() - m_sent >= m_wait; }
 
 private:
     EtcdSession& m_s;
@@ -123,7 +142,15 @@ private:
     std::int64_t m_lease = 0;
     std::string m_id;
     TimePoint m_sent{};
+    TimePoint m_renewed{};
 };
+
+/** Exit status for an interrupted wait (128 + SIGINT), said once. */
+int interrupted(const std::string& what) {
+    std::fprintf(stderr, "promctl: %s interrupted: request withdrawn (it may have been carried out already)\n",
+                 what.c_str());
+    return 130;
+}
 
 /** Whether a reply says no; prints it. */
 bool refused(const ClusterView& v, const Request& r, const std::string& what) {
@@ -144,6 +171,7 @@ int awaitNewActive(EtcdSession& s, const config::Config& c, Request& req, const 
                    std::int64_t token, const std::string& target) {
     for (Millis poll = kFirstPoll; !req.expired(); poll = std::min(poll * 2, kPoll)) {
         s.pause(poll);
+        req.keepAlive();
         auto v = readCluster(s, c);
         if (!v) continue;  // a store blip while waiting: the deadline decides
         if (refused(*v, req, what)) return kExitFailed;
@@ -159,6 +187,7 @@ int awaitNewActive(EtcdSession& s, const config::Config& c, Request& req, const 
                     static_cast<long long>(v->token), ms);
         return 0;
     }
+    if (g_interrupted) return interrupted(what);
     auto v = readCluster(s, c);
     std::string now = !v ? "the store is unreachable" : v->leader.empty() ? "no leader" : "leader " + clean(v->leader);
     bool answered = v && v->control.replies.count(req.id());
@@ -377,6 +406,7 @@ int clusterPause(const config::Config& c, bool pause, bool cluster, const std::s
     }
     for (Millis poll = kFirstPoll; !req.expired(); poll = std::min(poll * 2, kPoll)) {
         s.pause(poll);
+        req.keepAlive();
         auto now = readCluster(s, c);
         if (!now) continue;
         if (refused(*now, req, what)) return kExitFailed;
@@ -390,6 +420,7 @@ int clusterPause(const config::Config& c, bool pause, bool cluster, const std::s
             return 0;
         }
     }
+    if (g_interrupted) return interrupted(what);
     std::fprintf(stderr, "promctl: %s: replica %s did not answer within %.0f ms\n", what, clean(replica).c_str(),
                  elapsedMs(req.sent()));
     return kExitFailed;

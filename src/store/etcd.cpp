@@ -437,31 +437,6 @@ bool Etcd::applyControl(const std::string& key, const std::optional<std::string>
     return applyControlKey(m_control, std::string_view(key).substr(m_appPrefix.size()), value, lease, revision);
 }
 
-void Etcd::readControl(std::function<void(Result<ControlState>)> done) {
-    std::string end = m_controlPrefix;
-    end.back() = static_cast<char>(end.back() + 1);
-    std::string body = "{\"key\":" + quote(base64::encode(m_controlPrefix)) + ",\"range_end\":" + quote(base64::encode(end)) + "}";
-    const std::string appPrefix = m_appPrefix;
-    call("kv/range", body, [done, appPrefix](Result<json::Value> r) {
-        if (!r) return done(r.error());
-        ControlState state;
-        if (const json::Value* kvs = r->find("kvs"); kvs && kvs->type == json::Type::Array)
-            for (const auto& kv : kvs->items) {
-                if (state.requests.size() + state.replies.size() >= kMaxControlKeys) break;
-                std::string key;
-                if (const json::Value* k = kv.find("key"); k && k->type == json::Type::String)
-                    key = base64::decode(k->text).value_or("");
-                if (key.size() <= appPrefix.size() || key.compare(0, appPrefix.size(), appPrefix) != 0) continue;
-                std::string value;
-                if (const json::Value* v = kv.find("value"); v && v->type == json::Type::String)
-                    value = base64::decode(v->text).value_or("");
-                applyControlKey(state, std::string_view(key).substr(appPrefix.size()), value, intField(&kv, "lease"),
-                                intField(&kv, "mod_revision"));
-            }
-        done(state);
-    });
-}
-
 void Etcd::putPause(const ClusterPause& pause, std::function<void(Result<Ok>)> done) {
     const std::string k = quote(base64::encode(m_controlPrefix + "pause"));
     auto reply = [done](Result<json::Value> r) {
@@ -701,6 +676,7 @@ void Etcd::onWatchData(std::string_view chunk) {
     // (An early return leaves the buffer as it is: the watch is closed, and a new one starts
     // with an empty buffer.)
     std::size_t from = 0, nl;
+    bool controlChanged = false;
     while ((nl = m_watchBuffer.find('\n', from)) != std::string::npos) {
         std::string_view line(m_watchBuffer.data() + from, nl - from);
         from = nl + 1;
@@ -752,8 +728,7 @@ void Etcd::onWatchData(std::string_view chunk) {
                     const json::Value* v = kv->find("value");
                     value = v && v->type == json::Type::String ? base64::decode(v->text).value_or("") : "";
                 }
-                if (applyControl(key, value, intField(kv, "lease"), out.revision) && m_onControl) m_onControl(m_control);
-                if (!m_watching || generation != m_watchGeneration) return;
+                controlChanged = applyControl(key, value, intField(kv, "lease"), out.revision) || controlChanged;
                 continue;
             }
             if (deleted) {
@@ -771,6 +746,10 @@ void Etcd::onWatchData(std::string_view chunk) {
     }
     m_watchBuffer.erase(0, from);
     if (m_watchBuffer.empty()) m_partialSince = {};
+    // Control keys are told once for everything that arrived together: a request written and
+    // withdrawn while this replica was frozen is not carried out from the first of the two.
+    if (controlChanged && m_onControl) m_onControl(m_control);
+    if (!m_watching || generation != m_watchGeneration) return;
     if (m_watchBuffer.size() > kMaxWatchLine) return breakWatch("watch line longer than 256 KiB");
 }
 

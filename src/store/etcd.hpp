@@ -58,7 +58,6 @@ public:
     void readMembers(std::function<void(Result<std::vector<MemberInfo>>)> done) override;
     bool hasControl() const override { return true; }
     void onControl(std::function<void(const ControlState&)> listener) override { m_onControl = std::move(listener); }
-    void readControl(std::function<void(Result<ControlState>)> done) override;
     void putPause(const ClusterPause& pause, std::function<void(Result<Ok>)> done) override;
     void putRequest(const ControlRequest& request, std::int64_t lease, std::function<void(Result<Ok>)> done) override;
     void answerRequest(const ControlRequest& request, const ControlReply& reply,

@@ -55,10 +55,6 @@ public:
     /** Called with the whole control state after every leader read (one snapshot with the
      *  leader key, at the same revision) and every watch event of a control key. */
     virtual void onControl(std::function<void(const ControlState&)> listener) { (void)listener; }
-    /** Reads the control keys (promctl). */
-    virtual void readControl(std::function<void(Result<ControlState>)> done) {
-        done(Error{"this store keeps no control keys"});
-    }
     /** Sets (or with paused false, removes) the cluster-wide pause. */
     virtual void putPause(const ClusterPause& pause, std::function<void(Result<Ok>)> done) {
         (void)pause;

@@ -7,6 +7,7 @@ is kept in the store, so that after a restart of every prom no replica takes ove
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -62,6 +63,20 @@ with Test("promctl-control") as t:
     assert r.returncode == 2 and "paused" in r.stderr, r
     assert ctl("resume", p).returncode == 0
     wait_for(lambda: roles(status())[p]["paused"] is False, 5, f"replica {p} resumed")
+
+    # Ctrl-C withdraws a request not carried out yet: the target, frozen while promctl waits,
+    # does not pause when it thaws (it sees the request and its withdrawal together).
+    c.signal(p, signal.SIGSTOP)
+    w = subprocess.Popen([promctl, "--bus", "session", "-c", conf, "pause", p], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=elsewhere)
+    time.sleep(0.6)
+    w.send_signal(signal.SIGINT)
+    out, err = w.communicate(timeout=10)
+    log(f"promctl pause {p} interrupted: exit {w.returncode}\n{out}{err}")
+    c.signal(p, signal.SIGCONT)
+    assert w.returncode == 130 and "withdrawn" in err, (w.returncode, err)
+    time.sleep(1.5)
+    assert roles(status())[p]["paused"] is False, f"replica {p} carried out a withdrawn request"
 
     # A request for an older token (the active changed since it was written) is not obeyed.
     old = status()["token"] - 1
