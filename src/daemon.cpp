@@ -409,7 +409,7 @@ private:
                              : r.op == store::ControlOp::Resign   ? resign()
                                                                   : pause(r.op == store::ControlOp::Pause);
             if (!v.errorName.empty()) log::warning("request " + id + " refused: " + v.message);
-            m_store->answerRequest(r, store::ControlReply{id, v.errorName.empty(), v.message}, [id](Result<Ok> done) {
+            m_store->answerRequest(r, store::ControlReply{id, v.errorName.empty(), v.message, v.errorName}, [id](Result<Ok> done) {
                 if (!done) log::warning("answering request " + id + " failed: " + done.error().message);
             });
         }

@@ -152,12 +152,18 @@ int interrupted(const std::string& what) {
     return 130;
 }
 
-/** Whether a reply says no; prints it. */
-bool refused(const ClusterView& v, const Request& r, const std::string& what) {
+/** 0 when there is no refusal (yet); else prints it and gives the exit status its error
+ *  name has over D-Bus (promctl(1)). */
+int refused(const ClusterView& v, const Request& r, const std::string& what) {
     auto it = v.control.replies.find(r.id());
-    if (it == v.control.replies.end() || it->second.ok) return false;
-    std::fprintf(stderr, "promctl: %s refused: %s\n", what.c_str(), clean(it->second.message).c_str());
-    return true;
+    if (it == v.control.replies.end() || it->second.ok) return 0;
+    const std::string& e = it->second.error;
+    std::fprintf(stderr, "promctl: %s refused: %s%s\n", what.c_str(), clean(it->second.message).c_str(),
+                 e.empty() ? "" : (" (" + clean(e) + ")").c_str());
+    if (e == "org.prom.Prom1.Error.NotActive") return kExitNoActive;
+    if (e == "org.prom.Prom1.Error.StoreUnavailable") return kExitStoreUnavailable;
+    if (e == "org.prom.Prom1.Error.InvalidArgs" || e == "org.prom.Prom1.Error.Paused") return kExitInvalid;
+    return kExitFailed;
 }
 
 Result<ClusterView> readOrSay(EtcdSession& s, const config::Config& c) {
@@ -174,7 +180,7 @@ int awaitNewActive(EtcdSession& s, const config::Config& c, Request& req, const 
         req.keepAlive();
         auto v = readCluster(s, c);
         if (!v) continue;  // a store blip while waiting: the deadline decides
-        if (refused(*v, req, what)) return kExitFailed;
+        if (int code = refused(*v, req, what)) return code;
         if (v->leader.empty() || v->leader == from || v->token <= token || roleOf(*v, v->leader) != "active") continue;
         const double ms = elapsedMs(req.sent());
         if (!target.empty() && v->leader != target) {
@@ -409,7 +415,7 @@ int clusterPause(const config::Config& c, bool pause, bool cluster, const std::s
         req.keepAlive();
         auto now = readCluster(s, c);
         if (!now) continue;
-        if (refused(*now, req, what)) return kExitFailed;
+        if (int code = refused(*now, req, what)) return code;
         // Done when the replica answered and its member key shows it (a resumed replica stays
         // paused while the cluster is).
         auto m = now->up.find(replica);

@@ -124,7 +124,8 @@ std::optional<ControlRequest> decodeRequest(std::string_view id, std::string_vie
 }
 
 std::string encodeReply(const ControlReply& r) {
-    return std::string("{\"ok\":") + (r.ok ? "true" : "false") + field("message", r.message) + "}";
+    return std::string("{\"ok\":") + (r.ok ? "true" : "false") + field("message", r.message) + field("error", r.error) +
+           "}";
 }
 
 ControlReply decodeReply(std::string_view id, std::string_view value) {
@@ -133,6 +134,7 @@ ControlReply decodeReply(std::string_view id, std::string_view value) {
     if (auto o = object(value)) {
         r.ok = flag(*o, "ok");
         r.message = text(*o, "message", kMaxMessage);
+        r.error = text(*o, "error", 128);
     } else {
         r.message = "unreadable reply";
     }

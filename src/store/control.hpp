@@ -63,6 +63,7 @@ struct ControlReply {
     std::string id;
     bool ok = false;
     std::string message;
+    std::string error;  ///< the refusal's D-Bus error name (org.prom.Prom1.Error.*), as over D-Bus
 };
 
 std::string encodeReply(const ControlReply& r);

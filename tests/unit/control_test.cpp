@@ -75,3 +75,11 @@ TEST(ControlKeys, RequestsComeAndGoWithTheirKeysAndCarryLeaseAndRevision) {
     EXPECT_FALSE(applyControlKey(s, "members/1", std::string("{}"), 0, 15));
     EXPECT_FALSE(applyControlKey(s, "control/requests/", std::string("{}"), 0, 16));
 }
+
+TEST(ControlReply, CarriesTheRefusalsErrorNameSoPromctlExitsAsOverDbus) {
+    ControlReply r{"r1", false, "replica 1 is passive, not active", "org.prom.Prom1.Error.NotActive"};
+    ControlReply back = decodeReply("r1", encodeReply(r));
+    EXPECT_FALSE(back.ok);
+    EXPECT_EQ(back.message, r.message);
+    EXPECT_EQ(back.error, "org.prom.Prom1.Error.NotActive");
+}
