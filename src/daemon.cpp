@@ -334,11 +334,11 @@ private:
     api::Verdict switchover(const std::string& target) {
         switch (m_election.canSwitchover(target, m_config.replicas)) {
             case core::RequestResult::NotActive: return notActive();
+            case core::RequestResult::Paused: return clusterPaused();
             case core::RequestResult::InvalidArgs:
                 return {api::kErrorInvalidArgs, "\"" + target + "\" is not another replica of " + m_config.appName};
             case core::RequestResult::Accepted: break;
         }
-        if (m_election.clusterPaused()) return clusterPaused();
         if (!m_storeDriver->healthy())
             return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
         feed(core::SwitchoverRequest{target});
@@ -346,8 +346,12 @@ private:
     }
 
     api::Verdict resign() {
-        if (m_election.canResign() != core::RequestResult::Accepted) return notActive();
-        if (m_election.clusterPaused()) return clusterPaused();
+        switch (m_election.canResign()) {
+            case core::RequestResult::NotActive:
+            case core::RequestResult::InvalidArgs: return notActive();
+            case core::RequestResult::Paused: return clusterPaused();
+            case core::RequestResult::Accepted: break;
+        }
         if (!m_storeDriver->healthy())
             return {api::kErrorStoreUnavailable, "the store is unreachable: " + m_storeDriver->lastError()};
         feed(core::ResignRequest{});

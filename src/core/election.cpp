@@ -128,9 +128,10 @@ std::optional<TimePoint> Election::fenceDeadline() const {
 }
 
 RequestResult Election::canResign() const {
-    return std::holds_alternative<Leading>(m_leadership) && (m_role == Role::Active || m_role == Role::Promoting)
-               ? RequestResult::Accepted
-               : RequestResult::NotActive;
+    if (!std::holds_alternative<Leading>(m_leadership) || !(m_role == Role::Active || m_role == Role::Promoting))
+        return RequestResult::NotActive;
+    // A cluster paused takes over nowhere: giving up the role would leave no active.
+    return m_clusterPaused ? RequestResult::Paused : RequestResult::Accepted;
 }
 
 RequestResult Election::canSwitchover(const std::string& target, const std::vector<std::string>& replicas) const {

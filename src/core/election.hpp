@@ -302,7 +302,8 @@ using Effect = std::variant<GrantLease, KeepAlive, RevokeLease, PersistLease, Re
                             SendHeartbeat, SendAck>;
 
 /** Outcome of an operator request (D-Bus method). */
-enum class RequestResult { Accepted, NotActive, InvalidArgs };
+/** Paused: the cluster is paused, so nobody would take over from an active that gives up. */
+enum class RequestResult { Accepted, NotActive, InvalidArgs, Paused };
 
 // ---- state --------------------------------------------------------------------------------
 struct NoLease {};

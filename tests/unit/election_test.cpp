@@ -569,6 +569,22 @@ TEST(Requests, TheClusterPauseStopsCampaignsAndAReplicasOwnResumeDoesNotEndIt) {
     EXPECT_NE(s.findSinceMark<Campaign>(), nullptr);
 }
 
+TEST(Requests, SwitchoverAndResignAreRefusedWhileTheClusterIsPausedAndDoNothing) {
+    Sim s;
+    s.toActive(5);
+    s.feed(PauseRequest{true, true});
+    EXPECT_EQ(s.e().canResign(), RequestResult::Paused);
+    EXPECT_EQ(s.e().canSwitchover("1", {"0", "1", "2"}), RequestResult::Paused);
+    s.mark();
+    s.feed(ResignRequest{});
+    s.feed(SwitchoverRequest{"1"});
+    EXPECT_EQ(s.e().role(), Role::Active);
+    EXPECT_EQ(s.findSinceMark<RunAction>(), nullptr);
+    s.feed(PauseRequest{true});  // a replica's own pause does not refuse them
+    s.feed(PauseRequest{false, true});
+    EXPECT_EQ(s.e().canResign(), RequestResult::Accepted);
+}
+
 TEST(Requests, APausedActiveDoesNotResignOnFailedChecksAndRetriesOnceResumed) {
     Sim s;
     s.toActive(5);
