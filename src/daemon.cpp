@@ -51,15 +51,6 @@ void mkdirs(const std::string& path) {
     }
 }
 
-std::string readFile(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string s = ss.str();
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    return s;
-}
-
 core::Params paramsFor(const config::Config& c, const std::string& id, bool passive) {
     core::Params p;
     p.self = id;
@@ -104,7 +95,7 @@ Result<std::string> peerKey(const config::ElectionSettings& e) {
     if (path.empty()) return Error{"fast mode needs a peer key: set election.peer-key-file or the systemd credential peer-key"};
     struct stat st {};
     if (stat(path.c_str(), &st) != 0) return Error{"cannot read the peer key " + path};
-    std::string key = readFile(path);
+    std::string key = config::readTrimmedFile(path);
     if (key.size() < 16) return Error{"the peer key " + path + " is shorter than 16 bytes"};
     return key;
 }
@@ -216,7 +207,7 @@ public:
                       std::to_string(m_config.election.support.count()) + " ms" +
                       (m_config.settingsOf(m_options.id).witness ? ", witness" : ""));
         }
-        PersistedLease persisted = parseLeaseFile(readFile(leaseFile()));
+        PersistedLease persisted = parseLeaseFile(config::readTrimmedFile(leaseFile()));
         const bool music = m_config.store.backend == config::Backend::Music;
         std::string previous;
         if (persisted.lease)
@@ -241,7 +232,7 @@ private:
         int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
         if (fd < 0) return "cannot open " + path + ": " + std::strerror(errno);
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            std::string other = readFile(path);
+            std::string other = config::readTrimmedFile(path);
             close(fd);
             return "replica " + m_options.id + " is already run by prom (pid " + (other.empty() ? "?" : other) + ", lock " + path +
                    "): not starting a second one";

@@ -180,7 +180,7 @@ LoadResult load(const std::string& given, const std::string& selfId, HostChecks 
     return loadText(path, ss.str(), selfId, checks);
 }
 
-std::string readSecretFile(const std::string& path) {
+std::string readTrimmedFile(const std::string& path) {
     std::ifstream in(path);
     std::stringstream ss;
     ss << in.rdbuf();
@@ -190,11 +190,11 @@ std::string readSecretFile(const std::string& path) {
 }
 
 std::string storePassword(const StoreSettings& s) {
-    if (!s.passwordFile.empty()) return readSecretFile(s.passwordFile);
+    if (!s.passwordFile.empty()) return readTrimmedFile(s.passwordFile);
     if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY")) {
         std::string p = std::string(creds) + "/store-password";
         struct stat st {};
-        if (stat(p.c_str(), &st) == 0) return readSecretFile(p);
+        if (stat(p.c_str(), &st) == 0) return readTrimmedFile(p);
     }
     return s.password;
 }

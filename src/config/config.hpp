@@ -148,8 +148,9 @@ enum class HostChecks { Run, Skip };
  *  selfId, when not empty, must be one of the replicas. */
 LoadResult load(const std::string& path, const std::string& selfId = "", HostChecks checks = HostChecks::Run);
 
-/** A secret file's content without the trailing newline ("" when unreadable). */
-std::string readSecretFile(const std::string& path);
+/** A small file's content (a secret, the lease file) without the trailing newline ("" when
+ *  unreadable). */
+std::string readTrimmedFile(const std::string& path);
 /** The store password as prom uses it: password-file, else the systemd credential
  *  store-password when present, else the password inline in a PROM config.json. */
 std::string storePassword(const StoreSettings& s);

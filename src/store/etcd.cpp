@@ -253,30 +253,24 @@ void Etcd::onReply(const std::shared_ptr<Call>& c, std::size_t index, HttpRespon
         else if (resp.status / 100 == 2)
             failure = parsed.error().message;  // "OK" with garbage: that endpoint is not etcd as we know it
     }
-    if (!failure.empty()) {
-        log::debug("etcd " + where + "/v3/" + c->path + ": " + failure);
+    // This endpoint failed the call: the next one in the plan, or the error once all did.
+    auto moveOn = [&](const std::string& why) {
+        log::debug("etcd " + where + "/v3/" + c->path + ": " + why);
         if (!c->failures.empty()) c->failures += "; ";
-        c->failures += where + ": " + failure;
-        endpointFailed(index, failure);
+        c->failures += where + ": " + why;
+        endpointFailed(index, why);
         if (++c->step < c->plan.size()) return attempt(c);
         m_endpoints.roundFailed(now);
-        return c->done(Error{"etcd " + c->path + " failed on every endpoint: " + c->failures});
-    }
+        c->done(Error{"etcd " + c->path + " failed on every endpoint: " + c->failures});
+    };
+    if (!failure.empty()) return moveOn(failure);
     if (resp.status / 100 == 2) {
         // Revisions never go backwards in one cluster (every call here is linearizable): a
         // reply older than what was seen before the request left comes from a stale or
         // foreign store.
         std::int64_t revision = intField(body->find("header"), "revision");
-        if (revision < 0 || (revision > 0 && revision < c->floor)) {
-            std::string why =
-                "stale reply: revision " + std::to_string(revision) + " after " + std::to_string(c->floor);
-            if (!c->failures.empty()) c->failures += "; ";
-            c->failures += where + ": " + why;
-            endpointFailed(index, why);
-            if (++c->step < c->plan.size()) return attempt(c);
-            m_endpoints.roundFailed(now);
-            return c->done(Error{"etcd " + c->path + " failed on every endpoint: " + c->failures});
-        }
+        if (revision < 0 || (revision > 0 && revision < c->floor))
+            return moveOn("stale reply: revision " + std::to_string(revision) + " after " + std::to_string(c->floor));
         m_maxRevision = std::max(m_maxRevision, revision);
         m_endpoints.succeeded(index, now);
         return c->done(std::move(*body));
