@@ -6,91 +6,18 @@
 #include <vector>
 
 #include "core/election.hpp"
+#include "election_sim.hpp"
 #include "store/control.hpp"
 
 using namespace prom::core;
 using namespace std::chrono_literals;
+using namespace election_test;
 
 namespace {
 
-constexpr std::int64_t kLease = 100;
-
-Params params() {
-    Params p;
-    p.self = "0";
-    p.requestedTtl = 5000ms;
-    p.demoteMargin = 1250ms;
-    p.monitorInterval = 1000ms;
-    p.retryBackoff = 200ms;
-    p.retryAttempts = 3;
-    p.resignCooldown = 5000ms;
-    p.storeRetry = 500ms;
-    return p;
-}
-
-/** Drives one core as the daemon's drivers do: a reply answers the latest request of its kind.
- *  (election_test.cpp's Sim, cut to what these tests need.) */
-class Driver {
-public:
-    explicit Driver(Params p) : m_e(p) {}
-
-    const std::vector<Effect>& feed(Event event) {
-        std::visit([this](auto& ev) { fill(ev); }, event);
-        m_last = m_e.handle(now, event);
-        m_all.insert(m_all.end(), m_last.begin(), m_last.end());
-        return m_last;
-    }
-    template <class T>
-    const T* last() const {
-        for (auto it = m_last.rbegin(); it != m_last.rend(); ++it)
-            if (auto* p = std::get_if<T>(&*it)) return p;
-        return nullptr;
-    }
-    void toActive(std::int64_t token) {
-        feed(Start{});
-        feed(LeaseGranted{kLease, 5000ms, now});
-        feed(LeaderRead{{}, 1});
-        feed(ActionFinished{ActionKind::EnsurePassive, ActionOutcome::AlreadyInMode, ""});
-        now += params().campaignDelay;
-        feed(Tick{});
-        feed(CampaignResult{true, {true, "0", kLease, token, {}}, token});
-        feed(ActionFinished{ActionKind::EnsureActive, ActionOutcome::Switched, ""});
-    }
-    const std::vector<Effect>& all() const { return m_all; }
-    Election& e() { return m_e; }
-    TimePoint now{Duration(1'000'000)};
-
-private:
-    template <class T>
-    RequestId lastId() const {
-        for (auto it = m_all.rbegin(); it != m_all.rend(); ++it)
-            if (auto* p = std::get_if<T>(&*it)) return p->id;
-        return 0;
-    }
-    template <class E>
-    void fill(E& e) {
-        if constexpr (requires { e.req; }) {
-            if (e.req) return;
-            if constexpr (std::is_same_v<E, LeaseGranted>) e.req = lastId<GrantLease>();
-            else if constexpr (std::is_same_v<E, KeepaliveAcked>) e.req = lastId<KeepAlive>();
-            else if constexpr (std::is_same_v<E, LeaderRead>) e.req = lastId<ReadLeader>();
-            else if constexpr (std::is_same_v<E, CampaignResult>) e.req = lastId<Campaign>();
-            else if constexpr (std::is_same_v<E, WatchEvent>) e.req = lastId<Watch>();
-            else if constexpr (std::is_same_v<E, ActionFinished>) e.req = lastId<RunAction>();
-            else if constexpr (std::is_same_v<E, ResignDone>) e.req = lastId<DeleteLeader>();
-            else if constexpr (std::is_same_v<E, HandoverMarked>) e.req = lastId<MarkHandover>();
-        }
-    }
-
-    Election m_e;
-    std::vector<Effect> m_last;
-    std::vector<Effect> m_all;
-};
-
-
 /** A prom restarted while its previous run's lease lives: the leader read answers first, then
  *  the keepalive of the resumed lease. */
-void resume(Driver& s, std::optional<TimePoint> persistedDeadline, LeaderKey leader) {
+void resume(Sim& s, std::optional<TimePoint> persistedDeadline, LeaderKey leader) {
     s.feed(Start{kLease, persistedDeadline});
     s.feed(LeaderRead{leader, 30});
     s.feed(KeepaliveAcked{kLease, 5000ms, s.now});
@@ -108,14 +35,14 @@ bool putsMemberOn(const std::vector<Effect>& effects, std::int64_t lease) {
 // run's pid, its pause, its version) for as long as the resumed lease lived: the key is
 // rewritten only once the core names its lease, and a resumed lease was never named.
 TEST(ResumedLease, AnActiveRestartedWithinItsLeaseRewritesItsMemberKey) {
-    Driver s(params());
+    Sim s;
     resume(s, s.now + 3750ms, LeaderKey{true, "0", kLease, 17, {}});
     EXPECT_EQ(s.e().role(), Role::Active);
     EXPECT_TRUE(putsMemberOn(s.all(), kLease));
 }
 
 TEST(ResumedLease, APassiveRestartedWithinItsLeaseRewritesItsMemberKey) {
-    Driver s(params());
+    Sim s;
     resume(s, std::nullopt, LeaderKey{true, "1", 200, 17, {}});
     EXPECT_TRUE(putsMemberOn(s.all(), kLease));
 }
@@ -143,7 +70,7 @@ TEST(ControlKeys, ARequestWhoseKeyCannotBeNamedBackIsNotARequest) {
 // cooldown keeps a replica that gave up the role from grabbing it back on its own; a replica
 // the operator names takes it at once.
 TEST(Switchover, BackToTheReplicaThatJustHandedOverCampaignsAtOnce) {
-    Driver s(params());
+    Sim s;
     s.toActive(5);
     ASSERT_EQ(s.e().role(), Role::Active);
     s.feed(SwitchoverRequest{"1"});
