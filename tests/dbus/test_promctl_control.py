@@ -78,6 +78,34 @@ with Test("promctl-control") as t:
     time.sleep(1.5)
     assert roles(status())[p]["paused"] is False, f"replica {p} carried out a withdrawn request"
 
+    # The request's lease lives while promctl waits (renewed), not just its first 5 s: a target
+    # frozen for 6.5 s still finds the request when it thaws, and promctl reports it done.
+    c.signal(p, signal.SIGSTOP)
+    w = subprocess.Popen([promctl, "--bus", "session", "--timeout", "15000", "-c", conf, "pause", p],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=elsewhere)
+    time.sleep(6.5)
+    c.signal(p, signal.SIGCONT)
+    out, err = w.communicate(timeout=30)
+    log(f"promctl pause {p} across a 6.5 s freeze: exit {w.returncode}\n{out}{err}")
+    assert w.returncode == 0 and "done" in out, (w.returncode, out, err)
+    assert ctl("resume", p).returncode == 0
+
+    # A refusal through the store exits as over D-Bus: an operator's config naming a replica
+    # the daemons do not know (a member key for it exists) gets InvalidArgs from the active, 2.
+    lease = int(post(etcd.endpoints[0] + "/v3/lease/grant", {"TTL": "60"})["ID"])
+    member = json.dumps({"id": "9", "role": "passive", "pid": 1})
+    post(etcd.endpoints[0] + "/v3/kv/put", {"key": base64.b64encode(b"/prom/itest/members/9").decode(),
+                                            "value": base64.b64encode(member.encode()).decode(), "lease": str(lease)})
+    conf9 = os.path.join(t.dir, "prom9.conf")
+    with open(conf9, "w") as f:
+        f.write(open(conf).read().replace('replicas = ["0", "1", "2"]', 'replicas = ["0", "1", "2", "9"]', 1))
+    r = subprocess.run([promctl, "--bus", "session", "-c", conf9, "switchover", "9"], capture_output=True, text=True,
+                       timeout=60, env=elsewhere)
+    log(f"promctl switchover 9 (unknown to the daemons): exit {r.returncode}\n{r.stdout}{r.stderr}")
+    assert r.returncode == 2 and "InvalidArgs" in r.stderr, r
+    post(etcd.endpoints[0] + "/v3/lease/revoke", {"ID": str(lease)})
+    before = open(c.history).read()
+
     # A request for an older token (the active changed since it was written) is not obeyed.
     old = status()["token"] - 1
     key = f"/prom/itest/control/requests/stale{old}"
