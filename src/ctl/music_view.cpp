@@ -10,7 +10,7 @@
 #include "common/text.hpp"
 #include "ctl/cluster_view.hpp"
 #include "daemon/store_settings.hpp"
-#include "sd/event_loop.hpp"
+#include "ctl/session.hpp"
 #include "store/http.hpp"
 #include "store/music.hpp"
 
@@ -25,12 +25,11 @@ std::int64_t wallMillis() {
     return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-/** GETs against the replicas' MUSIC locations with their headers and timeouts, on a loop of its
- *  own turned one request at a time (as EtcdSession does for etcd). */
+/** GETs against the replicas' MUSIC locations with their headers and timeouts, on promctl's
+ *  Session. */
 class MusicReader {
 public:
-    MusicReader(const config::Config& c, Millis timeout)
-        : m_http(m_loop, daemon::httpOptions(c)), m_s(daemon::musicSettings(c, "promctl")) {
+    MusicReader(const config::Config& c, Millis timeout) : m_session(c), m_s(daemon::musicSettings(c, "promctl")) {
         m_s.requestTimeout = std::min(m_s.requestTimeout, timeout);
         m_headers = store::musicHeaders(m_s);
     }
@@ -54,21 +53,19 @@ public:
 
 private:
     Result<json::Value> getFrom(const std::string& base, const std::string& path) {
-        // Shared: an answer after a given-up wait must find its slot alive.
-        auto slot = std::make_shared<std::optional<store::HttpResponse>>();
-        store::RequestId id = m_http.request("GET", base + path, "", m_headers, m_s.requestTimeout,
-                                             [slot](store::HttpResponse r) { slot->emplace(std::move(r)); });
+        store::RequestId id = 0;
         // curl ends the request at its timeout; the extra second only keeps a stuck loop bounded.
-        if (!m_loop.runUntil([&] { return slot->has_value(); },
-                             sd::EventLoop::now() + m_s.requestTimeout + Millis(1000))) {
-            m_http.cancel(id);
+        auto reply = m_session.await<store::HttpResponse>(
+            [&](auto done) { id = m_session.http().request("GET", base + path, "", m_headers, m_s.requestTimeout, done); },
+            sd::EventLoop::now() + m_s.requestTimeout + Millis(1000));
+        if (!reply) {
+            m_session.http().cancel(id);
             return Error{"no answer within " + std::to_string(m_s.requestTimeout.count()) + " ms"};
         }
-        return store::musicReplyBody(**slot);
+        return store::musicReplyBody(*reply);
     }
 
-    sd::EventLoop m_loop;
-    store::Http m_http;
+    Session m_session;
     store::MusicSettings m_s;
     std::vector<std::string> m_headers;
 };

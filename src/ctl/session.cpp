@@ -4,8 +4,13 @@
 
 namespace prom::ctl {
 
-EtcdSession::EtcdSession(const config::Config& c, std::chrono::milliseconds timeout)
-    : m_http(m_loop, daemon::httpOptions(c)) {
+Session::Session(const config::Config& c) : m_http(m_loop, daemon::httpOptions(c)) {}
+
+void Session::pause(std::chrono::milliseconds d) {
+    m_loop.runUntil([] { return false; }, sd::EventLoop::now() + d);
+}
+
+EtcdSession::EtcdSession(const config::Config& c, std::chrono::milliseconds timeout) : Session(c) {
     // "promctl" is never a replica id here: promctl writes no member or leader key.
     store::EtcdSettings es = daemon::etcdSettings(c, "promctl");
     es.requestTimeout = std::min(es.requestTimeout, timeout);
@@ -14,9 +19,5 @@ EtcdSession::EtcdSession(const config::Config& c, std::chrono::milliseconds time
 }
 
 EtcdSession::~EtcdSession() = default;
-
-void EtcdSession::pause(std::chrono::milliseconds d) {
-    m_loop.runUntil([] { return false; }, sd::EventLoop::now() + d);
-}
 
 }  // namespace prom::ctl
