@@ -120,10 +120,7 @@ bool StoreDriver::apply(const core::Effect& effect) {
         auto reply = answer<core::CampaignResult>("campaign", true, failed(SRF::What::Campaign, id),
                                                   [id](core::CampaignResult& v) { return withRequest(v, id); });
         // Fast mode: the key says whether withdrawals may take it over (mode=fast) or not.
-        if (c->fast)
-            m_store.campaignFast(c->lease, std::move(reply));
-        else
-            m_store.campaign(c->lease, std::move(reply));
+        m_store.campaign(c->lease, c->fast, std::move(reply));
     } else if (auto* w = std::get_if<core::Watch>(&effect)) {
         core::RequestId id = w->id;
         m_store.watchLeader(

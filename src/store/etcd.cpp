@@ -470,15 +470,7 @@ void Etcd::answerRequest(const ControlRequest& request, const ControlReply& repl
     });
 }
 
-void Etcd::campaign(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) {
-    campaignAs(lease, false, std::move(done));
-}
-
-void Etcd::campaignFast(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) {
-    campaignAs(lease, true, std::move(done));
-}
-
-void Etcd::campaignAs(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done) {
+void Etcd::campaign(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done) {
     const std::string k = quote(base64::encode(m_leaderKey));
     const std::string value = encodeLeaderValue(m_s.self, "", fast);
     m_campaignedFast = fast;

@@ -46,8 +46,7 @@ public:
     void keepAlive(std::int64_t lease, std::function<void(Result<std::optional<core::Duration>>)> done) override;
     void revokeLease(std::int64_t lease, std::function<void(Result<Ok>)> done) override;
     void readLeader(std::function<void(Result<core::LeaderRead>)> done) override;
-    void campaign(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) override;
-    void campaignFast(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) override;
+    void campaign(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done) override;
     void deleteLeader(std::int64_t createRevision, std::function<void(Result<Ok>)> done) override;
     void watchLeader(std::int64_t fromRevision, std::function<void(const core::WatchEvent&)> onEvent,
                      std::function<void(const std::string&)> onBroken) override;
@@ -70,7 +69,6 @@ public:
     const Endpoints& endpoints() const { return m_endpoints; }
 
 private:
-    void campaignAs(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done);
     /** Whether our last campaign made a fast key: a handover mark keeps the marker. */
     bool m_campaignedFast = false;
     using Reply = std::function<void(Result<json::Value>)>;

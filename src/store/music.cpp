@@ -368,7 +368,7 @@ void Music::readHead(std::function<void(Result<core::LeaderRead>)> done) {
     });
 }
 
-void Music::campaign(std::int64_t, std::function<void(Result<core::CampaignResult>)> done) {
+void Music::campaign(std::int64_t, bool, std::function<void(Result<core::CampaignResult>)> done) {
     // With MUSIC the queue decides: join it if we are not in it, then look at its head.
     ensureRef([this, done](Result<Ok> r) {
         if (!r) return done(r.error());

@@ -69,7 +69,8 @@ public:
     void keepAlive(std::int64_t lease, std::function<void(Result<std::optional<core::Duration>>)> done) override;
     void revokeLease(std::int64_t lease, std::function<void(Result<Ok>)> done) override;
     void readLeader(std::function<void(Result<core::LeaderRead>)> done) override;
-    void campaign(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) override;
+    /** MUSIC has no fast keys: the key is a slow one whatever fast asks. */
+    void campaign(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done) override;
     void deleteLeader(std::int64_t createRevision, std::function<void(Result<Ok>)> done) override;
     void watchLeader(std::int64_t fromRevision, std::function<void(const core::WatchEvent&)> onEvent,
                      std::function<void(const std::string&)> onBroken) override;

@@ -27,13 +27,10 @@ public:
     virtual void keepAlive(std::int64_t lease, std::function<void(Result<std::optional<core::Duration>>)> done) = 0;
     virtual void revokeLease(std::int64_t lease, std::function<void(Result<Ok>)> done) = 0;
     virtual void readLeader(std::function<void(Result<core::LeaderRead>)> done) = 0;
-    /** Creates the leader key bound to lease if absent; reports the holder either way. */
-    virtual void campaign(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) = 0;
-    /** Fast mode: as campaign, with the key marked fast (mode=fast in its value). A backend
-     *  without fast keys creates a slow one, and the result says so (key.fast == false). */
-    virtual void campaignFast(std::int64_t lease, std::function<void(Result<core::CampaignResult>)> done) {
-        campaign(lease, std::move(done));
-    }
+    /** Creates the leader key bound to lease if absent; reports the holder either way. fast:
+     *  the key is marked fast (fast mode: mode=fast in its value); a backend without fast keys
+     *  creates a slow one, and the result says so (key.fast == false). */
+    virtual void campaign(std::int64_t lease, bool fast, std::function<void(Result<core::CampaignResult>)> done) = 0;
     /** Deletes the leader key if its create revision still equals createRevision. */
     virtual void deleteLeader(std::int64_t createRevision, std::function<void(Result<Ok>)> done) = 0;
     /** Watches the leader key from a revision; exactly one of the callbacks ends it: broken. */

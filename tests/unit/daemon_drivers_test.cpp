@@ -20,7 +20,7 @@ public:
     void keepAlive(std::int64_t, std::function<void(Result<std::optional<Duration>>)> done) override { keep = std::move(done); }
     void revokeLease(std::int64_t, std::function<void(Result<Ok>)>) override {}
     void readLeader(std::function<void(Result<core::LeaderRead>)> done) override { read = std::move(done); }
-    void campaign(std::int64_t, std::function<void(Result<core::CampaignResult>)> done) override { camp = std::move(done); }
+    void campaign(std::int64_t, bool, std::function<void(Result<core::CampaignResult>)> done) override { camp = std::move(done); }
     void deleteLeader(std::int64_t, std::function<void(Result<Ok>)> done) override { del = std::move(done); }
     void watchLeader(std::int64_t, std::function<void(const core::WatchEvent&)> onEvent,
                      std::function<void(const std::string&)> onBroken) override {
