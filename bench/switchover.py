@@ -51,7 +51,7 @@ def summary(name, xs):
 
 
 with Test("bench-switchover") as t:
-    promctl = os.path.join(os.path.dirname(os.path.abspath(a.prom)), "promctl")
+    promctl = t.promctl
     os.environ["DBUS_SESSION_BUS_ADDRESS"] = t.session_bus()
     elsewhere = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=t.session_bus())
     etcd = t.etcd(1)

@@ -92,7 +92,7 @@ class Bus:
 with Test("dbus-api") as t:
     etcd = t.etcd(1)
     bus = Bus(t.dir)
-    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
+    promctl = t.promctl
     monitor_out = open(os.path.join(t.dir, "monitor.txt"), "w")
     monitor = subprocess.Popen(["dbus-monitor", "--address", bus.address, f"type='signal',interface='{IFACE}'",
                                 "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'"],

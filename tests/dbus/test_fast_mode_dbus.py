@@ -29,7 +29,7 @@ def fast_conf(c):
 
 
 with Test("fast-mode-dbus") as t:
-    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
+    promctl = t.promctl
     address = t.session_bus()
     os.environ["DBUS_SESSION_BUS_ADDRESS"] = address  # the daemons inherit it
     etcd = t.etcd(1)

@@ -27,7 +27,7 @@ def props(replica, role, leader, healthy=True, error=""):
 
 
 with Test("promctl") as t:
-    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
+    promctl = t.promctl
     env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=t.session_bus())
     fakes = {}
 

@@ -28,7 +28,7 @@ def b64(s):
 
 
 with Test("promctl-adversary") as t:
-    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
+    promctl = t.promctl
     etcd = t.etcd(1)
     c = t.cluster(etcd, replicas=3)
     c.start()

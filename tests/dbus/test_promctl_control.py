@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import Test, log, post, wait_for  # noqa: E402
 
 with Test("promctl-control") as t:
-    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
+    promctl = t.promctl
     os.environ["DBUS_SESSION_BUS_ADDRESS"] = t.session_bus()
     elsewhere = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=t.session_bus())
 

@@ -450,6 +450,11 @@ class Test:
         self.cleanup = []  # other processes to stop at the end
         self.ok = False
 
+    @property
+    def promctl(self):
+        """The promctl built beside the prom under test."""
+        return os.path.join(os.path.dirname(os.path.abspath(self.a.prom)), "promctl")
+
     def session_bus(self):
         """A private dbus-daemon --session, stopped at the end; returns its address."""
         bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1", "--nopidfile"],

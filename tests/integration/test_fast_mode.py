@@ -92,7 +92,7 @@ with Test("fast-mode") as t:
     # (the lease path needs TTL 2 s + up to 0.5 s). CI machines are loaded: 0.8 s bound.
     assert max(gaps) < 0.8, f"fast takeover took {max(gaps):.3f} s"
     # promctl -c reads a fast key ("HOLDER\nmode=fast") as the daemons do: one active, mode fast.
-    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
+    promctl = t.promctl
     deadline = time.monotonic() + 5
     while True:
         r = subprocess.run([promctl, "--bus", "session", "-c", c.conf(new), "status", "--json"], capture_output=True,

@@ -18,7 +18,7 @@ from harness import Test, log, wait_for
 
 TIMEOUT, MONITOR = 3.0, 0.3
 with Test("promctl-music") as t:
-    promctl = os.path.join(os.path.dirname(os.path.abspath(t.a.prom)), "promctl")
+    promctl = t.promctl
     # An empty bus: the "other node" from which the operator looks.
     os.environ["DBUS_SESSION_BUS_ADDRESS"] = t.session_bus()
     music = t.music(3)
