@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "tools"))
 import history_check  # noqa: E402
 from harness import log, wait_for  # noqa: E402
-from nemesis import Net, Node, write_config  # noqa: E402
+from nemesis import Net, Node, write_config, write_fast_config  # noqa: E402
 
 
 
@@ -169,17 +169,7 @@ class Prom(Side):
         write_config(self.dir, net, "bench", ttl, margin, min(1000, ttl // 2))
         if fast:
             # fast mode at its defaults (50/400) or tuned (25/200); same key file on every node
-            hb, sup = (25, 200) if tuned else (50, 400)
-            key = os.path.join(self.dir, "peer.key")
-            with open(key, "w") as f:
-                f.write(os.urandom(24).hex())
-            conf = os.path.join(self.dir, "prom.conf")
-            text = open(conf).read().replace(
-                "[election]\n", f'[election]\nmode = "fast"\nheartbeat-ms = {hb}\nsupport-ms = {sup}\npeer-key-file = "{key}"\n', 1)
-            for i in range(3):
-                text += f'[replica.{i}]\naddress = "{net.ip[i]}:7947"\n'
-            with open(conf, "w") as f:
-                f.write(text)
+            write_fast_config(self.dir, net, *((25, 200) if tuned else (50, 400)))
         self.tuned = tuned
         for n in self.nodes:
             n.start_etcd_tuned = tuned

@@ -55,14 +55,14 @@ def peer_filter_clear(ns):
     sh("ip", "netns", "exec", ns, "nft", "delete table inet prompeer", check=False)
 
 
-def write_fast_config(workdir, net):
-    """Fast mode on top of write_config's prom.conf (tuned timings, one key file)."""
+def write_fast_config(workdir, net, heartbeat_ms=25, support_ms=200):
+    """Fast mode on top of write_config's prom.conf (tuned timings by default, one key file)."""
     key = os.path.join(workdir, "peer.key")
     with open(key, "w") as f:
         f.write(os.urandom(24).hex())
     conf = os.path.join(workdir, "prom.conf")
     text = open(conf).read().replace(
-        "[election]\n", f'[election]\nmode = "fast"\nheartbeat-ms = 25\nsupport-ms = 200\npeer-key-file = "{key}"\n', 1)
+        "[election]\n", f'[election]\nmode = "fast"\nheartbeat-ms = {heartbeat_ms}\nsupport-ms = {support_ms}\npeer-key-file = "{key}"\n', 1)
     for i in range(3):
         text += f'[replica.{i}]\naddress = "{net.ip[i]}:7947"\n'
     with open(conf, "w") as f:
