@@ -90,13 +90,15 @@ std::string excerpt(std::string_view body, std::size_t maxBytes) {
     return sanitize(core, maxBytes);
 }
 
-std::string redactUrl(std::string_view url) {
+std::string redactUrl(std::string_view url, std::string_view marker) {
     std::size_t scheme = url.find("://");
     std::size_t start = scheme == std::string_view::npos ? 0 : scheme + 3;
     std::size_t end = url.find_first_of("/?#", start);
     std::size_t at = url.rfind('@', end == std::string_view::npos ? url.size() : end);
     if (at == std::string_view::npos || at < start) return sanitize(url, 512);
-    return sanitize(std::string(url.substr(0, start)) + std::string(url.substr(at + 1)), 512);
+    std::string shown(url.substr(0, start));
+    if (!marker.empty()) shown += std::string(marker) + "@";
+    return sanitize(shown + std::string(url.substr(at + 1)), 512);
 }
 
 }  // namespace prom::text

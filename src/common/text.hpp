@@ -20,7 +20,8 @@ std::string sanitize(std::string_view s, std::size_t maxBytes = 256);
  *  trimmed). */
 std::string excerpt(std::string_view body, std::size_t maxBytes = 120);
 
-/** url without user:password@ (so that an error message never carries credentials). */
-std::string redactUrl(std::string_view url);
+/** url without its user:password (so that a message never carries credentials): the userinfo
+ *  and its "@" dropped, or with a marker ("***") the userinfo replaced by it. */
+std::string redactUrl(std::string_view url, std::string_view marker = "");
 
 }  // namespace prom::text

@@ -203,9 +203,6 @@ std::string unitNameProblem(const std::string& name);
 /** The program a shell command runs first (PATH not yet applied), or "" when that cannot be told
  *  without running the shell (builtins, keywords, expansions, redirections first). */
 std::string shellProgram(const std::string& command);
-/** An endpoint URL with any userinfo (user:password@) replaced by "***@", for messages. */
-std::string redactUrl(const std::string& url);
-
 /** The lease TTL etcd will be asked for: timeout rounded up to whole seconds. */
 std::int64_t leaseTtlSeconds(const ElectionSettings& e);
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <set>
 
+#include "common/text.hpp"
 #include "config/config.hpp"
 
 namespace prom::config {
@@ -27,17 +28,7 @@ std::string ms(Millis m) {
 
 // Config values end up in the message; a control character in them must not reach a terminal.
 std::string printable(const std::string& s) {
-    std::string out;
-    for (unsigned char ch : s) {
-        if (ch < 0x20 || ch == 0x7f) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", ch);
-            out += buf;
-        } else {
-            out += static_cast<char>(ch);
-        }
-    }
-    return out;
+    return text::sanitize(s, 4096);
 }
 
 /** The location of the first of keys that was written (1:1 when none was). */
@@ -165,7 +156,7 @@ void validateStoreTransport(const Raw& raw, Sink& sink) {
         if (value.empty()) continue;
         for (const auto& ep : c.store.endpoints)
             if (splitUrl(ep).scheme == "http")
-                sink.error(c.locate(key), std::string(key) + " is set but endpoint " + redactUrl(ep) +
+                sink.error(c.locate(key), std::string(key) + " is set but endpoint " + text::redactUrl(ep, "***") +
                                               " is plain http://: TLS is not used (write https://)");
     }
     if (!c.store.userid.empty()) {
@@ -344,15 +335,6 @@ std::string busSafeId(const std::string& id) {
     std::string s;
     for (unsigned char ch : id) s += (std::isalnum(ch) || ch == '_') ? static_cast<char>(ch) : '_';
     return s;
-}
-
-std::string redactUrl(const std::string& url) {
-    auto sep = url.find("://");
-    if (sep == std::string::npos) return printable(url);
-    auto end = url.find_first_of("/?#", sep + 3);
-    auto at = url.rfind('@', end == std::string::npos ? url.size() - 1 : end);
-    if (at == std::string::npos || at < sep + 3) return printable(url);
-    return printable(url.substr(0, sep + 3) + "***" + url.substr(at));
 }
 
 std::string unitNameProblem(const std::string& name) {
@@ -585,16 +567,16 @@ void validate(Raw& raw, const std::string& selfId, Sink& sink) {
             continue;
         }
         if (!eps.insert(ep).second)
-            sink.error(c.locate("store.endpoints"), "endpoint " + redactUrl(ep) + " is listed twice");
+            sink.error(c.locate("store.endpoints"), "endpoint " + text::redactUrl(ep, "***") + " is listed twice");
         bool url = ep.starts_with("http://") || ep.starts_with("https://");
         if (!music && !url)
             sink.error(c.locate("store.endpoints"),
-                       "etcd endpoint \"" + redactUrl(ep) + "\" must be a URL like http://127.0.0.1:2379");
+                       "etcd endpoint \"" + text::redactUrl(ep, "***") + "\" must be a URL like http://127.0.0.1:2379");
         if (url && ep.find("://") + 3 >= ep.size())
-            sink.error(c.locate("store.endpoints"), "endpoint \"" + redactUrl(ep) + "\" has no host");
+            sink.error(c.locate("store.endpoints"), "endpoint \"" + text::redactUrl(ep, "***") + "\" has no host");
         if (url && hasUserinfo(ep))
             // The URL would end up in logs and in LastError; the error must not repeat the password.
-            sink.error(c.locate("store.endpoints"), "endpoint " + redactUrl(ep) +
+            sink.error(c.locate("store.endpoints"), "endpoint " + text::redactUrl(ep, "***") +
                                                         " carries credentials in the URL: put the user in " +
                                                         raw.name("store.userid") +
                                                         " and the password in store.password-file (or the "
