@@ -12,6 +12,7 @@
 
 #include "common/text.hpp"
 #include "config/config.hpp"
+#include "core/election.hpp"
 
 namespace prom::config {
 namespace {
@@ -119,10 +120,10 @@ void validateTiming(const Raw& raw, Sink& sink) {
     // The active renews its lease every TTL/3; its deadline (last acknowledged renewal + TTL -
     // margin) must leave at least one renewal period, or it would demote while healthy.
     const Millis ttl(leaseTtlSeconds(e) * 1000);
-    const Millis limit = ttl - ttl / 3;
+    const Millis limit = ttl - core::keepalivePeriod(ttl);
     if (e.demoteMargin >= limit) {
         std::int64_t seconds = leaseTtlSeconds(e);
-        while (Millis(seconds * 1000) - Millis(seconds * 1000) / 3 <= e.demoteMargin) ++seconds;
+        while (Millis(seconds * 1000) - core::keepalivePeriod(Millis(seconds * 1000)) <= e.demoteMargin) ++seconds;
         sink.error(locateFirst(c, {"election.demote-margin-ms", "election.timeout-ms", "election"}),
                    marginName + value("election.demote-margin-ms", e.demoteMargin) +
                        " must be shorter than two thirds of the lease TTL (" + ms(limit) + "): lower " + marginName +

@@ -359,7 +359,7 @@ void Election::on(const LeaseGranted& e) {
     // Never trust a TTL above the one asked for: a longer one would move the local deadline
     // beyond what the operator configured (and a hostile value beyond any bound).
     Duration ttl = std::clamp(e.ttl, Duration{0}, m_p.requestedTtl);
-    m_lease = LeaseHeld{e.lease, ttl, e.sentAt, e.sentAt + ttl / 3, 0};
+    m_lease = LeaseHeld{e.lease, ttl, e.sentAt, e.sentAt + keepalivePeriod(ttl), 0};
     persist();
     emit(PutMember{e.lease});
 }
@@ -370,7 +370,7 @@ void Election::on(const KeepaliveAcked& e) {
         if (stale(e.req, r->req) || e.lease != r->id) return;
         m_leaseRetryAt.reset();
         const std::int64_t lease = r->id;
-        m_lease = LeaseHeld{lease, ttl, e.sentAt, e.sentAt + ttl / 3, 0};
+        m_lease = LeaseHeld{lease, ttl, e.sentAt, e.sentAt + keepalivePeriod(ttl), 0};
         // The member key on the resumed lease still says what the previous run wrote (its
         // pid, role, pause): this run rewrites it, as after a grant.
         emit(PutMember{lease});
@@ -382,7 +382,7 @@ void Election::on(const KeepaliveAcked& e) {
     h->keepalive = 0;
     h->ttl = ttl;
     h->lastAckSent = std::max(h->lastAckSent, e.sentAt);
-    h->nextKeepalive = e.sentAt + ttl / 3;
+    h->nextKeepalive = e.sentAt + keepalivePeriod(ttl);
     if (heldToken() && m_serviceDeadline) {
         m_serviceDeadline = deadline();
         persist();

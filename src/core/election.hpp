@@ -62,6 +62,10 @@ struct LeaderKey {
 };
 
 /** Parameters of one replica's election. */
+/** The active renews its lease every TTL/3: two renewals may fail before the lease is at risk.
+ *  The store's timeouts and the config's margin check are fitted to this period. */
+constexpr Duration keepalivePeriod(Duration ttl) { return ttl / 3; }
+
 struct Params {
     std::string self;
     Duration requestedTtl{5000};   ///< timeout-ms rounded up to whole seconds

@@ -19,7 +19,7 @@ store::EtcdSettings etcdSettings(const config::Config& c, const std::string& sel
     es.user = c.store.userid;
     if (!es.user.empty()) es.password = config::storePassword(c.store);
     auto ttl = core::Duration(config::leaseTtlSeconds(c.election) * 1000);
-    es.requestTimeout = std::clamp<std::chrono::milliseconds>(ttl / 3, 500ms, 2000ms);
+    es.requestTimeout = std::clamp<std::chrono::milliseconds>(core::keepalivePeriod(ttl), 500ms, 2000ms);
     es.leaseTtl = ttl;  // bounds the TTL a store may report for a resumed lease too
     return es;
 }

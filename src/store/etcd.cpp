@@ -537,7 +537,7 @@ core::Duration Etcd::silenceLimit() const {
     if (m_s.watchSilence.count() > 0) return m_s.watchSilence;
     // The keepalives of this replica go out every TTL/3 to the same member: with some slack
     // for their round trip, a member silent longer than that is probed.
-    if (m_askedTtl.count() > 0) return m_askedTtl / 3 + core::Duration(100);
+    if (m_askedTtl.count() > 0) return core::keepalivePeriod(m_askedTtl) + core::Duration(100);
     return m_s.requestTimeout;
 }
 
