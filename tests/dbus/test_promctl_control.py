@@ -115,6 +115,18 @@ with Test("promctl-control") as t:
     time.sleep(2.0)
     assert c.actives() == [a] and open(c.history).read() == before, "a request for another token was obeyed"
 
+    # A switchover without a target needs a passive that may take over: with every passive
+    # paused it is refused before anything is written (else the active would hand over to
+    # nobody and promctl would time out).
+    passives = [i for i in c.ids if i != a]
+    for i in passives:
+        assert ctl("pause", i).returncode == 0
+    r = ctl("switchover")
+    assert r.returncode == 2 and "no live, unpaused passive" in r.stderr, r
+    assert c.actives() == [a]
+    for i in passives:
+        assert ctl("resume", i).returncode == 0
+
     # The cluster pause: kept in the store, so it outlives a restart of every prom.
     r = ctl("pause", "--cluster")
     assert r.returncode == 0 and "cluster paused" in r.stdout, r
