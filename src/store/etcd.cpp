@@ -374,7 +374,7 @@ void Etcd::readLeaderWith(bool withRequests, std::function<void(Result<core::Lea
     call("kv/txn", body, [this, alive, withRequests, done](Result<json::Value> r) {
         if (alive.expired()) return;
         if (!r) {
-            if (withRequests && r.error().message.find("larger than the limit") != std::string::npos) {
+            if (withRequests && r.error().message.find(kTooLargeText) != std::string::npos) {
                 log::warning("the control keys are too large to read in one reply (" + r.error().message +
                              "); reading the leader key and the cluster pause without the requests");
                 return readLeaderWith(false, done);

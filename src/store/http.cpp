@@ -77,7 +77,7 @@ std::string tlsProblem(CURLcode code, bool https) {
 
 std::string HttpResponse::describe() const {
     if (error.rfind("TLS: ", 0) == 0) return text::sanitize(error, 400);
-    if (tooLarge) return "reply larger than the limit, cut off";
+    if (tooLarge) return kTooLargeText;
     if (curl != CURLE_OK) return std::string(curl_easy_strerror(curl)) + (error.empty() ? "" : " (" + text::sanitize(error, 200) + ")");
     std::string b = text::excerpt(body);
     return "HTTP " + std::to_string(status) + (b.empty() ? "" : ": " + b);

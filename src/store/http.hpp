@@ -25,6 +25,8 @@ struct HttpOptions {
 
 /** Largest unary reply body kept; a longer one ends the transfer (store replies are small). */
 inline constexpr std::size_t kMaxReplyBytes = 1u << 20;
+/** How describe() names a reply cut off at its limit (callers that fall back on it match it). */
+inline constexpr const char* kTooLargeText = "reply larger than the limit, cut off";
 /** Largest stream data held before the receiver takes it (watch lines of a few hundred bytes;
  *  a stream that outruns the loop this far is cut off rather than buffered). */
 inline constexpr std::size_t kMaxPendingStreamBytes = 256u << 10;
