@@ -157,14 +157,7 @@ with Test("promctl-adversary") as t:
     ro.start()
     t.etcds.append(ro)
     ep = ro.endpoints[0]
-    post(ep + "/v3/auth/user/add", {"name": "root", "password": "rootpw"})
-    post(ep + "/v3/auth/user/grant", {"user": "root", "role": "root"})
-    post(ep + "/v3/auth/user/add", {"name": "viewer", "password": "s3cret"})
-    post(ep + "/v3/auth/role/add", {"name": "viewer-role"})
-    post(ep + "/v3/auth/role/grant", {"name": "viewer-role", "perm": {"permType": "READ", "key": b64("/prom/"),
-                                                                       "range_end": b64("/prom0")}})
-    post(ep + "/v3/auth/user/grant", {"user": "viewer", "role": "viewer-role"})
-    post(ep + "/v3/auth/enable", {})
+    ro.enable_auth("viewer", "s3cret", perm="READ")
     pw = os.path.join(t.dir, "viewer.pw")
     with open(pw, "w") as f:
         f.write("s3cret\n")

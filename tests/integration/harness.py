@@ -128,6 +128,21 @@ class Etcd:
                 pass
         return None
 
+    def enable_auth(self, user, password, perm="READWRITE", prefix="/prom/"):
+        """etcd auth on: root, and user with a role that may perm (READ, WRITE, READWRITE) the
+        keys under prefix, as prom's deployment guide sets it up."""
+        ep = self.endpoints[0]
+        enc = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        post(ep + "/v3/auth/user/add", {"name": "root", "password": "rootpw"})
+        post(ep + "/v3/auth/user/grant", {"user": "root", "role": "root"})
+        post(ep + "/v3/auth/user/add", {"name": user, "password": password})
+        post(ep + "/v3/auth/role/add", {"name": user + "-role"})
+        post(ep + "/v3/auth/role/grant", {"name": user + "-role", "perm": {"permType": perm, "key": enc(prefix),
+                                                                         "range_end": enc(end)}})
+        post(ep + "/v3/auth/user/grant", {"user": user, "role": user + "-role"})
+        post(ep + "/v3/auth/enable", {})
+
     def get(self, key):
         for k, ep in enumerate(self.endpoints):
             if not self.procs[k] or self.procs[k].poll() is not None:

@@ -4,25 +4,13 @@ limited to its prefix; a wrong password is a clear error and no replica becomes 
 import os
 import time
 
-from harness import Test, log, post, wait_for
-
-
-def b64(s):
-    import base64
-    return base64.b64encode(s.encode()).decode()
+from harness import Test, log, wait_for
 
 
 with Test("etcd-auth") as t:
     etcd = t.etcd(1)
     ep = etcd.endpoints[0]
-    post(ep + "/v3/auth/user/add", {"name": "root", "password": "rootpw"})
-    post(ep + "/v3/auth/user/grant", {"user": "root", "role": "root"})
-    post(ep + "/v3/auth/user/add", {"name": "prom", "password": "s3cret"})
-    post(ep + "/v3/auth/role/add", {"name": "prom-role"})
-    post(ep + "/v3/auth/role/grant", {"name": "prom-role", "perm": {"permType": "READWRITE", "key": b64("/prom/"),
-                                                                     "range_end": b64("/prom0")}})
-    post(ep + "/v3/auth/user/grant", {"user": "prom", "role": "prom-role"})
-    post(ep + "/v3/auth/enable", {})
+    etcd.enable_auth("prom", "s3cret")
     pw = os.path.join(t.dir, "etcd.pw")
     with open(pw, "w") as f:
         f.write("s3cret\n")
